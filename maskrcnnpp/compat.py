@@ -1,0 +1,134 @@
+"""Compatibility measures that let Detectron2 v0.6's pure-Python package run on today's stack.
+
+The package index's ``pb1-detectron2==0.6`` is upstream Detectron2 v0.6 without the compiled
+``detectron2._C``. Each measure below covers one named gap, is applied only when that gap is
+actually present, and is tested in ``tests/test_compat.py`` by showing what breaks without it.
+Nothing else in Detectron2 is edited or patched. When upstream Detectron2 built from source (with
+``_C``) is importable, :func:`apply` does nothing for ``_C``; the other measures are then also
+no-ops unless the installed Pillow/NumPy/setuptools really lack the old names.
+
+Must run before the first ``import detectron2...``; ``import maskrcnnpp`` does it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from typing import List
+
+APPLIED: List[str] = []  # names of the measures applied in this process, for diagnostics
+
+
+class CompiledOpsUnavailable(RuntimeError):
+    """Raised when code asks for an op of Detectron2's compiled extension, which is absent."""
+
+
+def has_compiled_ops() -> bool:
+    """True when Detectron2's compiled extension ``detectron2._C`` can be imported for real."""
+    mod = sys.modules.get("detectron2._C")
+    if mod is not None:
+        return not getattr(mod, "IS_STANDIN", False)
+    try:
+        return importlib.util.find_spec("detectron2._C") is not None
+    except ModuleNotFoundError:  # detectron2 itself missing
+        return False
+
+
+def _standin_compiled_module() -> types.ModuleType:
+    """A module for ``detectron2._C`` whose every op raises a clear error when called.
+
+    v0.6 imports ``_C`` at module level in ``layers/deform_conv.py`` (imported by
+    ``detectron2.layers``), ``layers/rotated_boxes.py`` and ``evaluation/fast_eval_api.py``, so
+    without a module there nothing imports. Mask R-CNN itself needs none of these ops:
+    torchvision provides ROIAlign and NMS.
+    """
+    mod = types.ModuleType("detectron2._C")
+    mod.IS_STANDIN = True
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def unavailable(*args, **kwargs):
+            raise CompiledOpsUnavailable(
+                f"detectron2._C.{name} is not available: this Detectron2 was installed without its "
+                "compiled extension (deformable conv, rotated boxes and the fast COCO evaluator need "
+                "upstream Detectron2 built from source). Use COCOEvaluator(..., use_fast_impl=False)."
+            )
+
+        return unavailable
+
+    mod.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    return mod
+
+
+def _patch_compiled_ops() -> bool:
+    if has_compiled_ops():
+        return False
+    sys.modules["detectron2._C"] = _standin_compiled_module()
+    return True
+
+
+def _patch_pil_linear() -> bool:
+    # detectron2/data/transforms/transform.py reads Image.LINEAR as a default argument at import.
+    from PIL import Image
+
+    if hasattr(Image, "LINEAR"):
+        return False
+    Image.LINEAR = Image.BILINEAR  # the same filter under its pre-Pillow-10 name
+    return True
+
+
+def _patch_numpy_aliases() -> bool:
+    # np.int / np.float / np.bool were removed in NumPy 1.24; v0.6 uses them in
+    # structures/masks.py (polygon masks), evaluation/sem_seg_evaluation.py and data/build.py.
+    import numpy as np
+
+    patched = False
+    for name, value in (("int", int), ("float", float), ("bool", bool)):
+        if name not in np.__dict__:
+            setattr(np, name, value)
+            patched = True
+    return patched
+
+
+def _patch_pkg_resources() -> bool:
+    # detectron2/model_zoo/model_zoo.py imports pkg_resources (gone from setuptools >= 81) and
+    # uses only resource_filename().
+    try:
+        import pkg_resources  # noqa: F401
+
+        return False
+    except ImportError:
+        pass
+    mod = types.ModuleType("pkg_resources")
+
+    def resource_filename(package: str, resource: str) -> str:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(f"package {package!r} not found")
+        return os.path.join(list(spec.submodule_search_locations)[0], resource)
+
+    mod.resource_filename = resource_filename  # type: ignore[attr-defined]
+    mod.IS_STANDIN = True  # type: ignore[attr-defined]
+    sys.modules["pkg_resources"] = mod
+    return True
+
+
+MEASURES = {
+    "detectron2._C": _patch_compiled_ops,
+    "PIL.Image.LINEAR": _patch_pil_linear,
+    "numpy.int/float/bool": _patch_numpy_aliases,
+    "pkg_resources": _patch_pkg_resources,
+}
+
+
+def apply() -> List[str]:
+    """Apply every measure whose gap is present; return the names of those applied now."""
+    done = []
+    for name, measure in MEASURES.items():
+        if name not in APPLIED and measure():
+            APPLIED.append(name)
+            done.append(name)
+    return done

@@ -1,0 +1,35 @@
+"""maskrcnnpp: Mask RCNN++ (Mask R-CNN with a UNet++ nested-dense-skip FPN) on Detectron2.
+
+Detectron2 itself is not on the package index under its name; ``make setup`` installs it
+(``tools/install_detectron2.py``), or use an upstream build already in the environment.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="maskrcnnpp",
+    version="0.1.0",
+    description="Mask RCNN++ and UNet++ baselines for nuclei instance segmentation on Detectron2",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["maskrcnnpp", "maskrcnnpp.*"]),
+    install_requires=[
+        # torch/torchvision are deliberately not pinned here: install the build that suits the
+        # machine first (make setup does), so pip never pulls a second multi-GB build.
+        "torch>=1.10",
+        "torchvision>=0.11",
+        "numpy>=1.22",
+        "scipy>=1.8",
+        "scikit-image>=0.19",
+        "pycocotools>=2.0.6",
+        "opencv-python-headless>=4.5",  # detectron2.utils.visualizer imports cv2
+        "tifffile>=2022.2",
+        "roifile>=2023.8",
+        "fvcore>=0.1.5,<0.1.6",
+        "tqdm>=4.60",
+        "matplotlib>=3.5",
+        "tensorboard>=2.8",
+        "Pillow>=9.0",
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6"]},
+)
