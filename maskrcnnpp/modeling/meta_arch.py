@@ -1,0 +1,72 @@
+"""Mask RCNN++'s meta-architecture: Detectron2's GeneralizedRCNN plus optional deep supervision."""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+import torch.nn.functional as F
+
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+
+from .losses import bce_dice_loss
+
+
+def foreground_target(gt_instances, padded_hw, out_hw, device) -> torch.Tensor:
+    """Union of each image's instance masks, placed in the padded batch frame, area-resized to ``out_hw``.
+
+    Returns a float tensor [N, 1, h, w] in [0, 1] (fraction of foreground in each output cell).
+    """
+    target = torch.zeros((len(gt_instances), 1, *padded_hw), device=device)
+    for k, inst in enumerate(gt_instances):
+        if len(inst) == 0:
+            continue
+        union = inst.gt_masks.tensor.any(dim=0).to(target.dtype)
+        target[k, 0, : union.shape[0], : union.shape[1]] = union
+    return F.interpolate(target, size=out_hw, mode="area")
+
+
+@META_ARCH_REGISTRY.register()
+class MaskRCNNPlusPlus(GeneralizedRCNN):
+    """Mask R-CNN on the UNet++ pyramid; with deep supervision, adds ``loss_deep_sup``.
+
+    ``loss_deep_sup = weight * mean_j L(Y, sigmoid(X^{0,j} head))`` with L the hybrid
+    BCE + soft-Dice loss (UNet++ Eq. 2) against the union of the instance masks. Inference is
+    exactly GeneralizedRCNN's.
+    """
+
+    @configurable
+    def __init__(self, *, deep_supervision_weight: float = 0.0, channels_last: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.deep_supervision_weight = deep_supervision_weight
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_config(cls, cfg) -> Dict:
+        ret = super().from_config(cfg)
+        c = cfg.MODEL.UNETPP_FPN
+        ret["deep_supervision_weight"] = c.DEEP_SUPERVISION_WEIGHT if c.DEEP_SUPERVISION else 0.0
+        ret["channels_last"] = c.CHANNELS_LAST
+        return ret
+
+    def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]):
+        images = super().preprocess_image(batched_inputs)
+        if self.channels_last:
+            images.tensor = images.tensor.contiguous(memory_format=torch.channels_last)
+        self._padded_hw = tuple(images.tensor.shape[-2:])
+        return images
+
+    def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
+        out = super().forward(batched_inputs)
+        if not self.training or self.deep_supervision_weight <= 0:
+            return out
+        logits = getattr(self.backbone, "deep_supervision_logits", [])
+        if not logits:
+            raise RuntimeError("MODEL.UNETPP_FPN.DEEP_SUPERVISION needs the UNet++ FPN backbone (build_resnet_unetpp_fpn_backbone)")
+        gt = [x["instances"].to(self.device) for x in batched_inputs]
+        target = foreground_target(gt, self._padded_hw, logits[0].shape[-2:], self.device)
+        loss = sum(bce_dice_loss(l.float(), target) for l in logits) / len(logits)
+        out["loss_deep_sup"] = self.deep_supervision_weight * loss
+        return out
