@@ -86,7 +86,8 @@ def resolve_config_path(name_or_path: str) -> str:
     """Return a config file path: an existing path as is, else a bare name looked up in ``configs/``."""
     if os.path.isfile(name_or_path):
         return name_or_path
-    for candidate in (CONFIGS_DIR / name_or_path, CONFIGS_DIR / f"{name_or_path}.yaml"):
+    dirs = [CONFIGS_DIR, Path.cwd() / "configs"]
+    for candidate in [d / n for d in dirs for n in (name_or_path, f"{name_or_path}.yaml")]:
         if candidate.is_file():
             return str(candidate)
     available = sorted(p.name for p in CONFIGS_DIR.glob("*.yaml") if not p.name.startswith("Base"))

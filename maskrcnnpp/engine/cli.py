@@ -1,0 +1,26 @@
+"""Turn the mistakes users make into one clear message and exit code 2, not a traceback."""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """An error caused by the user's input (config, data, paths); its message says what to do."""
+
+
+def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator for CLI entry points: a :class:`UserError` prints ``error: <message>`` and exits 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

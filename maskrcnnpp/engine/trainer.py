@@ -1,0 +1,104 @@
+"""Detectron2 ``DefaultTrainer`` for every maskrcnnpp model, scored by the nuclei evaluator.
+
+Periodic validation on ``DATASETS.VAL`` keeps the best checkpoint (``model_best.pth`` by
+``SOLVER.BEST_CHECKPOINT_METRIC``); :meth:`NucleiTrainer.final_test` then scores
+``DATASETS.TEST`` with that checkpoint, so the test split is never used for selection.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import DefaultTrainer, hooks
+from detectron2.evaluation import DatasetEvaluator
+
+from .cli import UserError
+
+logger = logging.getLogger(__name__)
+
+SEMANTIC_META_ARCH = "SemanticUNet"
+
+
+def check_datasets(cfg: CfgNode) -> None:
+    """Fail early, with the fix, when a configured dataset is unknown or not prepared."""
+    from ..data import DatasetNotPreparedError
+
+    names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.VAL) + list(cfg.DATASETS.TEST)
+    registered = set(DatasetCatalog.list())
+    for name in dict.fromkeys(names):
+        if name not in registered:
+            nuclei = sorted(n for n in registered if n.startswith(("dsb2018", "nuclei_")))
+            raise UserError(f"dataset {name!r} is not registered; nuclei datasets available: {', '.join(nuclei)} "
+                            "(or register your own COCO json with maskrcnnpp.data.register_nuclei_coco)")
+        try:
+            DatasetCatalog.get(name)
+        except DatasetNotPreparedError as e:
+            raise UserError(str(e)) from None
+
+
+class NucleiTrainer(DefaultTrainer):
+    """DefaultTrainer with the nuclei evaluator, semantic data loading and best-checkpoint keeping."""
+
+    @classmethod
+    def is_semantic(cls, cfg: CfgNode) -> bool:
+        return cfg.MODEL.META_ARCHITECTURE == SEMANTIC_META_ARCH
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
+        from ..evaluation import NucleiEvaluator
+
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return NucleiEvaluator(dataset_name, cfg=cfg, output_dir=output_folder)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        if cls.is_semantic(cfg):
+            from ..data.semantic import build_semantic_train_loader
+
+            return build_semantic_train_loader(cfg)
+        return build_detection_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        if cls.is_semantic(cfg):
+            from ..data.semantic import SemanticNucleiMapper
+
+            return build_detection_test_loader(cfg, dataset_name, mapper=SemanticNucleiMapper(cfg, is_train=False))
+        return build_detection_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def evaluate_datasets(cls, cfg: CfgNode, model, dataset_names: List[str]) -> Dict:
+        """Evaluate ``model`` on ``dataset_names`` (DefaultTrainer.test on those names)."""
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.DATASETS.TEST = tuple(dataset_names)
+        return cls.test(cfg, model)
+
+    def build_hooks(self) -> List[hooks.HookBase]:
+        ret = super().build_hooks()
+        val = list(self.cfg.DATASETS.VAL) or list(self.cfg.DATASETS.TEST)
+        period = self.cfg.TEST.EVAL_PERIOD
+
+        def validate():
+            self._last_eval_results = self.evaluate_datasets(self.cfg, self.model, val)
+            return self._last_eval_results
+
+        # Replace the default EvalHook (which scores DATASETS.TEST) by validation on DATASETS.VAL.
+        ret = [h for h in ret if not isinstance(h, hooks.EvalHook)]
+        writer_at = next((k for k, h in enumerate(ret) if isinstance(h, hooks.PeriodicWriter)), len(ret))
+        new = [hooks.EvalHook(period, validate)]
+        if period > 0 and self.cfg.SOLVER.BEST_CHECKPOINT_METRIC:
+            new.append(hooks.BestCheckpointer(period, self.checkpointer, self.cfg.SOLVER.BEST_CHECKPOINT_METRIC, mode="max"))
+        return ret[:writer_at] + new + ret[writer_at:]
+
+    def final_test(self) -> "OrderedDict[str, Dict]":
+        """Score DATASETS.TEST with the best validated checkpoint (or the final weights)."""
+        best = os.path.join(self.cfg.OUTPUT_DIR, "model_best.pth")
+        if os.path.isfile(best):
+            logger.info("Final test with the best validated checkpoint %s", best)
+            self.checkpointer.load(best, checkpointables=[])
+        return self.test(self.cfg, self.model)

@@ -1,0 +1,63 @@
+"""Every YAML in configs/ loads through add_maskrcnnpp_config and carries the nuclei settings."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from maskrcnnpp import get_maskrcnnpp_cfg, resolve_config_path
+from maskrcnnpp.config import CONFIGS_DIR
+
+LEAVES = sorted(p.name for p in CONFIGS_DIR.glob("*.yaml") if not p.name.startswith("Base"))
+RCNN = [n for n in LEAVES if n.startswith("maskrcnn")]
+
+
+def load(name: str):
+    cfg = get_maskrcnnpp_cfg()
+    cfg.merge_from_file(resolve_config_path(name))
+    return cfg
+
+
+def test_bare_names_resolve_against_configs_dir():
+    assert resolve_config_path("maskrcnnpp_r101.yaml") == str(CONFIGS_DIR / "maskrcnnpp_r101.yaml")
+    assert resolve_config_path("maskrcnnpp_r101") == str(CONFIGS_DIR / "maskrcnnpp_r101.yaml")
+    with pytest.raises(FileNotFoundError, match="maskrcnn_r101.yaml"):
+        resolve_config_path("no_such_config")
+
+
+@pytest.mark.parametrize("name", LEAVES)
+def test_config_loads(name):
+    cfg = load(name)
+    assert cfg.OUTPUT_DIR.startswith("output/"), "each leaf writes to its own output folder"
+
+
+@pytest.mark.parametrize("name", RCNN)
+def test_rcnn_configs_are_tuned_for_nuclei(name):
+    cfg = load(name)
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
+    assert cfg.INPUT.MASK_FORMAT == "bitmask"
+    # Up to 375 nuclei in one stage1_train image: every cap must exceed it.
+    assert cfg.TEST.DETECTIONS_PER_IMAGE >= 500 and cfg.TEST.NUCLEI.MAX_DETS >= cfg.TEST.DETECTIONS_PER_IMAGE
+    assert cfg.MODEL.RPN.POST_NMS_TOPK_TEST >= cfg.TEST.DETECTIONS_PER_IMAGE
+    assert min(s[0] for s in cfg.MODEL.ANCHOR_GENERATOR.SIZES) <= 12
+    if "maskrcnnpp" in name:
+        assert cfg.MODEL.BACKBONE.NAME == "build_resnet_unetpp_fpn_backbone"
+        assert cfg.MODEL.META_ARCHITECTURE == "MaskRCNNPlusPlus"
+    else:
+        assert cfg.MODEL.BACKBONE.NAME == "build_resnet_fpn_backbone"
+    if "scratch" in name or "tiny" in name:
+        assert cfg.MODEL.WEIGHTS == "" and cfg.MODEL.RESNETS.NORM == "GN" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
+        assert cfg.MODEL.FPN.NORM == cfg.MODEL.UNETPP_FPN.NORM == "GN"
+    else:
+        assert cfg.MODEL.WEIGHTS.endswith("R-101.pkl") and cfg.MODEL.RESNETS.DEPTH == 101
+
+
+def test_baseline_and_plusplus_differ_only_in_the_pyramid():
+    a, b = load("maskrcnn_r101.yaml"), load("maskrcnnpp_r101.yaml")
+    for key in ("MODEL.BACKBONE.NAME", "MODEL.META_ARCHITECTURE", "OUTPUT_DIR"):
+        node_a, node_b = a, b
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node_a, node_b = getattr(node_a, p), getattr(node_b, p)
+        setattr(node_b, leaf, getattr(node_a, leaf))
+    assert a.dump() == b.dump()

@@ -1,0 +1,105 @@
+"""tools/train_net.py end to end on the tiny Mask RCNN++ config and synthetic nuclei, and its errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_NET = str(REPO / "tools" / "train_net.py")
+SMALL = ["DATASETS.NUCLEI.SYNTH_IMAGES", "[8, 4, 4]", "SOLVER.IMS_PER_BATCH", "2", "TEST.NUCLEI.COCO_AP", "True"]
+
+
+def run(args, env_extra=None, timeout=900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, TRAIN_NET, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+
+
+def read_metrics(path: Path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """20 iterations with validation + checkpoints every 10, then the final test."""
+    out = tmp_path_factory.mktemp("train")
+    env = {"MASKRCNNPP_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    opts = ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "20", "SOLVER.CHECKPOINT_PERIOD", "10", "TEST.EVAL_PERIOD", "10", *SMALL]
+    res = run(["--config", "maskrcnnpp_tiny", "--num-gpus", "1", "--device", "cpu", *opts], env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, env, opts, res
+
+
+def test_train_checkpoints_validates_and_tests(trained):
+    out, _, _, res = trained
+    assert (out / "model_0009.pth").is_file() and (out / "model_final.pth").is_file()
+    assert (out / "model_best.pth").is_file()  # validation ran and kept the best
+    metrics = read_metrics(out / "metrics.json")
+    iters = [m["iteration"] for m in metrics if "total_loss" in m]
+    assert iters and max(iters) == 19
+    assert any("nuclei/score" in m for m in metrics), "validation metrics logged"
+    assert list(out.glob("events.out.tfevents.*")), "TensorBoard events written"
+    summary = json.loads((out / "inference" / "nuclei_synth_test" / "summary.json").read_text())
+    for key in ("score", "iou", "dice", "aji", "pq"):
+        assert 0.0 <= summary[key] <= 1.0
+
+
+def test_eval_only_reproduces_final_test_metrics(trained):
+    out, env, opts, _ = trained
+    first = json.loads((out / "inference" / "nuclei_synth_test" / "summary.json").read_text())
+    best = out / "model_best.pth"
+    res = run(["--config", "maskrcnnpp_tiny", "--eval-only", "--device", "cpu", *opts, "MODEL.WEIGHTS", str(best),
+               "OUTPUT_DIR", str(out / "eval_only")], env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    again = json.loads((out / "eval_only" / "inference" / "nuclei_synth_test" / "summary.json").read_text())
+    for key in ("score", "iou", "dice", "aji", "pq"):
+        assert again[key] == pytest.approx(first[key], abs=1e-9), key
+
+
+def test_resume_continues_from_the_last_checkpoint(trained):
+    out, env, opts, _ = trained
+    res = run(["--config", "maskrcnnpp_tiny", "--resume", "--device", "cpu", *opts, "SOLVER.MAX_ITER", "25",
+               "TEST.EVAL_PERIOD", "0"], env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    iters = [m["iteration"] for m in read_metrics(out / "metrics.json") if "total_loss" in m]
+    assert max(iters) == 24
+    assert "Loading checkpoint from" in res.stderr + res.stdout and "model_final.pth" in res.stderr + res.stdout
+
+
+def _assert_clean_error(res: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    assert "Traceback" not in res.stderr
+    for fragment in fragments:
+        assert fragment in res.stderr, (fragment, res.stderr[-2000:])
+
+
+def test_unknown_config_key_is_a_clear_error():
+    _assert_clean_error(run(["--config", "maskrcnnpp_tiny", "MODEL.UNETPP_FPN.WIDHTS", "[8]"]),
+                        "Non-existent config key: MODEL.UNETPP_FPN.WIDHTS")
+
+
+def test_unknown_config_name_lists_the_available_ones():
+    _assert_clean_error(run(["--config", "maskrcnnp_r101"]), "maskrcnnp_r101", "maskrcnnpp_r101.yaml")
+
+
+def test_unregistered_dataset_is_a_clear_error():
+    _assert_clean_error(run(["--config", "maskrcnnpp_tiny", "DATASETS.TRAIN", "('nuclei_typo',)"]),
+                        "dataset 'nuclei_typo' is not registered", "nuclei_synth_train")
+
+
+def test_unprepared_dsb2018_says_how_to_prepare_it(tmp_path):
+    res = run(["--config", "maskrcnnpp_tiny", "DATASETS.TRAIN", "('dsb2018_train',)", "DATASETS.NUCLEI.DSB2018_ROOT",
+               str(tmp_path / "dsb")])
+    _assert_clean_error(res, "python datasets/prepare_dsb2018.py --src", str(tmp_path / "dsb"))
+
+
+def test_weights_that_cannot_be_downloaded_name_the_offline_config(tmp_path):
+    res = run(["--config", "maskrcnnpp_r101", "--eval-only", "--device", "cpu", "MODEL.WEIGHTS",
+               "https://127.0.0.1:9/R-101.pkl", "DATASETS.TEST", "('nuclei_synth_test',)", "DATASETS.TRAIN",
+               "('nuclei_synth_train',)", "DATASETS.VAL", "()", "OUTPUT_DIR", str(tmp_path)],
+              {"MASKRCNNPP_CACHE": str(tmp_path / "cache")})
+    _assert_clean_error(res, "cannot download MODEL.WEIGHTS=https://127.0.0.1:9/R-101.pkl", "maskrcnnpp_r101_scratch.yaml")

@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Train and evaluate any maskrcnnpp model (Mask R-CNN, Mask RCNN++, U-Net family) on nuclei.
+
+    python tools/train_net.py --config maskrcnnpp_r101.yaml                  # train, validate, test
+    python tools/train_net.py --config maskrcnnpp_tiny --num-gpus 0 SOLVER.MAX_ITER 100
+    python tools/train_net.py --config maskrcnnpp_r101 --eval-only MODEL.WEIGHTS out/model_best.pth
+    python tools/train_net.py --config maskrcnnpp_r101 --resume                # continue a run
+
+A bare config name is looked up in configs/. Training writes OUTPUT_DIR/{metrics.json, events
+(TensorBoard), model_*.pth, model_best.pth, inference/<dataset>/summary.json}.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import maskrcnnpp  # noqa: E402  (applies Detectron2 compat measures before detectron2 imports)
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+
+from maskrcnnpp.data import setup_datasets  # noqa: E402
+from maskrcnnpp.engine import NucleiTrainer, UserError, exit_on_user_error, setup_cfg  # noqa: E402
+from maskrcnnpp.engine.setup import offline_variant  # noqa: E402
+from maskrcnnpp.engine.trainer import check_datasets  # noqa: E402
+
+
+def build_parser():
+    parser = default_argument_parser(epilog=__doc__)
+    parser.add_argument("--config", dest="config_file", metavar="NAME_OR_FILE",
+                        help="config file, or a bare name in configs/ (same as --config-file)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                        help="override MODEL.DEVICE (default: the config's, CPU when no GPU is present)")
+    return parser
+
+
+def setup(args):
+    if not args.config_file:
+        raise UserError("give a config: --config NAME_OR_FILE (e.g. --config maskrcnnpp_r101.yaml)")
+    cfg = setup_cfg(args.config_file, args.opts, device=args.device)
+    default_setup(cfg, args)
+    setup_datasets(cfg)
+    check_datasets(cfg)
+    return cfg
+
+
+def load_weights(cfg, model, args, checkpointer) -> None:
+    """Load MODEL.WEIGHTS (or resume); a download failure names the offline config to use."""
+    weights = cfg.MODEL.WEIGHTS
+    try:
+        if checkpointer is None:
+            DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(weights, resume=args.resume)
+        else:
+            checkpointer.resume_or_load(weights, resume=args.resume)
+    except Exception as e:  # noqa: BLE001  (download/IO errors come in many types)
+        if "://" in weights and not os.path.exists(weights):
+            raise UserError(
+                f"cannot download MODEL.WEIGHTS={weights} ({type(e).__name__}: {e}). Offline, train from scratch "
+                f"with --config {offline_variant(args.config_file)}, or pass MODEL.WEIGHTS path/to/local.pkl"
+            ) from None
+        if weights and not os.path.exists(weights) and "://" not in weights:
+            raise UserError(f"MODEL.WEIGHTS={weights} does not exist") from None
+        raise
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = NucleiTrainer.build_model(cfg)
+        load_weights(cfg, model, args, None)
+        res = NucleiTrainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+
+    trainer = NucleiTrainer(cfg)
+    load_weights(cfg, trainer.model, args, trainer.checkpointer)
+    if args.resume and trainer.checkpointer.has_checkpoint():
+        trainer.start_iter = trainer.iter + 1
+    trainer.train()
+    return trainer.final_test()
+
+
+@exit_on_user_error
+def cli(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.num_gpus == 0 or args.device == "cpu":
+        args.num_gpus = 1 if args.num_gpus == 0 else args.num_gpus
+    logging.getLogger("maskrcnnpp").setLevel(logging.INFO)
+    return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                  dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    cli()
