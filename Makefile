@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # The stamp is written only after every step succeeded: a .venv without it is never trusted.
 STAMP := $(VENV)/.maskrcnnpp-setup
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2 --dist loadfile
 DEMO_ARGS ?=
 WHEELHOUSE ?= wheelhouse
 TARGET_PY ?= 3.12

@@ -45,6 +45,11 @@ def _standin_compiled_module() -> types.ModuleType:
     """
     mod = types.ModuleType("detectron2._C")
     mod.IS_STANDIN = True
+    # Build-info queries (utils/collect_env.py, printed by every trainer's default_setup) answer
+    # truthfully instead of raising: there is no compiled extension.
+    mod.get_compiler_version = lambda: "none (pure-Python Detectron2, detectron2._C not built)"
+    mod.get_cuda_version = lambda: "none (detectron2._C not built)"
+    mod.has_cuda = lambda: False
 
     def __getattr__(name: str):
         if name.startswith("__"):

@@ -1,6 +1,17 @@
-"""Shared pytest set-up: maskrcnnpp is imported first so Detectron2's compat measures apply."""
+"""Shared pytest set-up: maskrcnnpp is imported first so Detectron2's compat measures apply.
+
+Each test process (and each subprocess a test starts) uses one intra-op thread: the suite runs
+one pytest-xdist worker per core, and OpenMP spinning across oversubscribed cores makes CPU
+convolutions several times slower.
+"""
 import os
 
-import maskrcnnpp  # noqa: F401
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
 
+import torch  # noqa: E402
+
+import maskrcnnpp  # noqa: E402,F401
+
+torch.set_num_threads(1)
 os.environ.setdefault("MASKRCNNPP_DSB2018_ZIP", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "dsb2018", "stage1_train.zip"))

@@ -54,6 +54,14 @@ def test_compiled_ops_standin():
     assert "use_fast_impl=False" in with_it.stdout and "deform_conv_forward" in with_it.stdout
 
 
+@needs_standin
+def test_environment_report_works_with_the_standin():
+    # default_setup() of every trainer prints collect_env_info(), which queries _C's build info.
+    from detectron2.utils.collect_env import collect_env_info
+
+    assert "detectron2._C not built" in collect_env_info()
+
+
 def test_compiled_ops_left_alone_when_real_extension_present(monkeypatch):
     real = types.ModuleType("detectron2._C")  # a real build has no IS_STANDIN marker
     monkeypatch.setitem(sys.modules, "detectron2._C", real)

@@ -23,6 +23,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch  # 
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
+from maskrcnnpp import resolve_config_path  # noqa: E402
 from maskrcnnpp.data import setup_datasets  # noqa: E402
 from maskrcnnpp.engine import NucleiTrainer, UserError, exit_on_user_error, setup_cfg  # noqa: E402
 from maskrcnnpp.engine.setup import offline_variant  # noqa: E402
@@ -42,6 +43,9 @@ def setup(args):
     if not args.config_file:
         raise UserError("give a config: --config NAME_OR_FILE (e.g. --config maskrcnnpp_r101.yaml)")
     cfg = setup_cfg(args.config_file, args.opts, device=args.device)
+    # default_setup logs the config file's text: give it the resolved path, keep the name for messages.
+    args.config_name = args.config_file
+    args.config_file = resolve_config_path(args.config_file)
     default_setup(cfg, args)
     setup_datasets(cfg)
     check_datasets(cfg)
@@ -60,7 +64,7 @@ def load_weights(cfg, model, args, checkpointer) -> None:
         if "://" in weights and not os.path.exists(weights):
             raise UserError(
                 f"cannot download MODEL.WEIGHTS={weights} ({type(e).__name__}: {e}). Offline, train from scratch "
-                f"with --config {offline_variant(args.config_file)}, or pass MODEL.WEIGHTS path/to/local.pkl"
+                f"with --config {offline_variant(getattr(args, 'config_name', args.config_file))}, or pass MODEL.WEIGHTS path/to/local.pkl"
             ) from None
         if weights and not os.path.exists(weights) and "://" not in weights:
             raise UserError(f"MODEL.WEIGHTS={weights} does not exist") from None

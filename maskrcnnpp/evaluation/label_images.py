@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "NucleiEvaluationInputError",
     "segmentation_to_rle",
+    "rle_run_lengths",
+    "rle_pixel_indices",
     "rles_to_label_image",
     "gt_label_image",
     "instances_to_label_image",
@@ -58,35 +60,92 @@ def segmentation_to_rle(segm: Any, height: int, width: int, where: str) -> Dict[
     raise NucleiEvaluationInputError(f"{where}: segmentation is neither an RLE dict nor a list of polygons")
 
 
+def rle_run_lengths(rle: Dict[str, Any]) -> np.ndarray:
+    """Run lengths of a COCO RLE: alternating background/foreground runs, column-major, background first.
+
+    pycocotools decodes an RLE only to a full ``H x W`` array, which costs ``O(H W)`` per object;
+    reading the runs costs ``O(runs)``. Compressed counts use pycocotools' string format
+    (``rleToString`` in its maskApi.c): each value in 5-bit groups, least significant first,
+    as chars offset by 48, bit 0x20 = "more groups follow", bit 0x10 of the last group = sign;
+    from the fourth value on, each is stored as the difference to the value two places before.
+    Checked against ``pycocotools.mask.decode`` in the tests.
+    """
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return np.asarray(counts, dtype=np.int64)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    chars = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if chars.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    last = (chars & 0x20) == 0  # the last 5-bit group of each value
+    starts = np.flatnonzero(np.concatenate(([True], last[:-1])))
+    group = np.repeat(np.arange(starts.size), np.diff(np.append(starts, chars.size)))
+    shift = 5 * (np.arange(chars.size) - starts[group])
+    values = np.add.reduceat((chars & 0x1F) << shift, starts)
+    negative = (chars[last] & 0x10) != 0
+    values -= negative.astype(np.int64) << (shift[last] + 5)  # two's-complement sign extension
+    # x[m] = d[m] + x[m - 2] for m > 2: running sums along indices 1, 3, 5, ... and 2, 4, 6, ...
+    values[1::2] = np.cumsum(values[1::2])
+    values[2::2] = np.cumsum(values[2::2])
+    return values
+
+
+def rle_pixel_indices(rle: Dict[str, Any], num_pixels: int, where: str = "RLE") -> np.ndarray:
+    """Column-major (Fortran) flat indices of an RLE's foreground pixels."""
+    runs = rle_run_lengths(rle)
+    if runs.sum() != num_pixels or (runs < 0).any():
+        raise NucleiEvaluationInputError(f"{where}: RLE counts cover {int(runs.sum())} pixels, not {num_pixels}")
+    ends = np.cumsum(runs)
+    fg_starts, fg_lengths = (ends - runs)[1::2], runs[1::2]
+    nonzero = fg_lengths > 0
+    fg_starts, fg_lengths = fg_starts[nonzero], fg_lengths[nonzero]
+    offsets = np.repeat(fg_starts - (np.cumsum(fg_lengths) - fg_lengths), fg_lengths)
+    return offsets + np.arange(int(fg_lengths.sum()), dtype=np.int64)
+
+
+# Pixel indices handled per np.minimum.at call, so that huge masks never need N x H x W memory.
+_PAINT_CHUNK = 1 << 22
+
+
+def _label_image_from_pixels(pixels: Sequence[np.ndarray], priorities: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+    """Each pixel to the object of highest priority covering it (ties: lower index); labels 1..K by rank."""
+    height, width = int(shape[0]), int(shape[1])
+    num = len(pixels)
+    if num == 0:
+        return np.zeros((height, width), dtype=np.int32)
+    order = np.argsort(-np.asarray(priorities, dtype=np.float64), kind="stable")
+    owner = np.full(height * width, num, dtype=np.int32)  # best (lowest) rank covering each pixel
+    batch_idx: List[np.ndarray] = []
+    batch_rank: List[np.ndarray] = []
+    pending = 0
+    for rank, i in enumerate(order):
+        batch_idx.append(pixels[i])
+        batch_rank.append(np.full(pixels[i].size, rank, dtype=np.int32))
+        pending += pixels[i].size
+        if pending >= _PAINT_CHUNK or rank == num - 1:
+            np.minimum.at(owner, np.concatenate(batch_idx), np.concatenate(batch_rank))
+            batch_idx, batch_rank, pending = [], [], 0
+    kept = np.bincount(owner, minlength=num + 1)[:num] > 0
+    renumber = np.zeros(num + 1, dtype=np.int32)
+    renumber[:num][kept] = np.arange(1, int(kept.sum()) + 1, dtype=np.int32)
+    return np.ascontiguousarray(renumber[owner].reshape(width, height).T)
+
+
 def rles_to_label_image(rles: Sequence[Dict[str, Any]], priorities: Sequence[float], shape: Tuple[int, int]) -> np.ndarray:
     """Label image of RLE objects where each pixel goes to the covering object of highest priority.
 
     Same result as ``remove_overlaps(decoded masks, priorities)`` (ties: lower index wins;
-    emptied objects dropped; labels 1..K by decreasing priority) without holding all masks at
-    once: objects are decoded one at a time and painted, lowest priority first, inside their box.
+    emptied objects dropped; labels 1..K by decreasing priority), in time proportional to the
+    objects' pixels rather than objects x image size: runs are read from the RLEs
+    (:func:`rle_run_lengths`) and each pixel keeps the best rank painted on it.
     """
-    height, width = int(shape[0]), int(shape[1])
     priorities = np.asarray(priorities, dtype=np.float64).reshape(-1)
     if len(rles) != priorities.size:
         raise ValueError(f"{len(rles)} RLEs but {priorities.size} priorities")
-    ranked = np.zeros((height, width), dtype=np.int32)
-    if len(rles) == 0:
-        return ranked
-    order = np.argsort(-priorities, kind="stable")
-    boxes = np.asarray(mask_util.toBbox([rles[i] for i in order])).reshape(-1, 4)
-    for rank in range(len(order) - 1, -1, -1):  # worst first, so the best ends on top
-        x, y, w, h = boxes[rank]
-        if w <= 0 or h <= 0:
-            continue
-        x0, y0 = int(x), int(y)
-        x1, y1 = min(int(np.ceil(x + w)), width), min(int(np.ceil(y + h)), height)
-        mask = mask_util.decode(rles[order[rank]])[y0:y1, x0:x1] > 0
-        ranked[y0:y1, x0:x1][mask] = rank + 1
-    kept = np.bincount(ranked.ravel(), minlength=len(order) + 1) > 0
-    kept[0] = False
-    renumber = np.zeros(len(order) + 1, dtype=np.int32)
-    renumber[kept] = np.arange(1, int(kept.sum()) + 1, dtype=np.int32)
-    return renumber[ranked]
+    num_pixels = int(shape[0]) * int(shape[1])
+    pixels = [rle_pixel_indices(r, num_pixels, f"object {k}") for k, r in enumerate(rles)]
+    return _label_image_from_pixels(pixels, priorities, shape)
 
 
 def gt_label_image(record: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str, int]]:
@@ -98,28 +157,25 @@ def gt_label_image(record: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str, int]]:
     """
     height, width = int(record["height"]), int(record["width"])
     where = f"image_id {record.get('image_id')!r} ({record.get('file_name', '?')})"
-    rles: List[Dict[str, Any]] = []
-    crowd = 0
+    pixels: List[np.ndarray] = []
+    crowd = empty = 0
     for k, ann in enumerate(record.get("annotations", [])):
         if ann.get("iscrowd", 0):
             crowd += 1
             continue
         if "segmentation" not in ann:
             raise NucleiEvaluationInputError(f"{where}, annotation {k}: no 'segmentation' (nuclei metrics need masks)")
-        rles.append(segmentation_to_rle(ann["segmentation"], height, width, f"{where}, annotation {k}"))
-    areas = np.asarray(mask_util.area(rles), dtype=np.int64).reshape(-1) if rles else np.zeros(0, np.int64)
-    nonempty = areas > 0
-    rles = [r for r, keep in zip(rles, nonempty) if keep]
-    areas = areas[nonempty]
-    labels = rles_to_label_image(rles, -areas.astype(np.float64), (height, width))
+        rle = segmentation_to_rle(ann["segmentation"], height, width, f"{where}, annotation {k}")
+        px = rle_pixel_indices(rle, height * width, f"{where}, annotation {k}")
+        if px.size == 0:
+            empty += 1
+        else:
+            pixels.append(px)
+    areas = np.array([p.size for p in pixels], dtype=np.int64)
+    labels = _label_image_from_pixels(pixels, -areas.astype(np.float64), (height, width))
     num_kept = int(labels.max()) if labels.size else 0
     overlap = int(areas.sum()) - int(np.count_nonzero(labels))
-    stats = {
-        "crowd": crowd,
-        "empty": int((~nonempty).sum()),
-        "overlap_pixels": overlap,
-        "dropped": len(rles) - num_kept,
-    }
+    stats = {"crowd": crowd, "empty": empty, "overlap_pixels": overlap, "dropped": len(pixels) - num_kept}
     if overlap:
         logger.warning(
             "%s: ground-truth masks overlap on %d pixels; the smaller nucleus keeps them (%d nuclei "

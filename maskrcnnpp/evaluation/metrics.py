@@ -121,8 +121,10 @@ def _consecutive_labels(labels: np.ndarray) -> Tuple[np.ndarray, int]:
     if top <= 4 * flat.size + 1024:  # a lookup table is cheaper than sorting
         present = np.bincount(flat, minlength=top + 1) > 0
         present[0] = False
-        table = np.zeros(top + 1, dtype=np.int64)
         count = int(present.sum())
+        if count == top:  # already 1..K: skip a pass over the pixels
+            return flat, count
+        table = np.zeros(top + 1, dtype=np.int64)
         table[present] = np.arange(1, count + 1)
         return table[flat], count
     ids, inverse = np.unique(flat, return_inverse=True)
@@ -295,9 +297,12 @@ def score_image(
     """
     ov = overlap_matrix(gt_labels, pred_labels)
     precisions = _dsb_precisions(ov)
-    fg_inter, fg_gt, fg_pred = _fg_counts(
-        gt_labels > 0 if gt_fg is None else gt_fg, pred_labels > 0 if pred_fg is None else pred_fg
-    )
+    if gt_fg is None and pred_fg is None:  # the union of the objects: read it off the overlaps
+        fg_inter, fg_gt, fg_pred = int(ov.intersections.sum()), int(ov.gt_areas.sum()), int(ov.pred_areas.sum())
+    else:
+        fg_inter, fg_gt, fg_pred = _fg_counts(
+            gt_labels > 0 if gt_fg is None else gt_fg, pred_labels > 0 if pred_fg is None else pred_fg
+        )
     iou, dice = _iou_dice_from_counts(fg_inter, fg_gt, fg_pred)
     aji_c, aji_u = _aji_parts(ov)
     tp, iou_sum = _pq_parts(ov)

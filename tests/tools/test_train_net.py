@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
 
 def test_train_checkpoints_validates_and_tests(trained):
     out, _, _, res = trained
-    assert (out / "model_0009.pth").is_file() and (out / "model_final.pth").is_file()
+    assert (out / "model_0000009.pth").is_file() and (out / "model_final.pth").is_file()
     assert (out / "model_best.pth").is_file()  # validation ran and kept the best
     metrics = read_metrics(out / "metrics.json")
     iters = [m["iteration"] for m in metrics if "total_loss" in m]

@@ -1,0 +1,179 @@
+"""Read and check a COCO ground-truth file and a COCO results file before scoring them.
+
+Used by ``tools/evaluate.py``. Every problem raises :class:`NucleiEvaluationInputError` with a
+message naming the file and the offending entry, image id or key; fields that can be derived
+exactly (an annotation's ``area``/``bbox`` from its mask, an image's size from its file) are
+filled in and counted rather than rejected.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from typing import Any, Dict, List, Optional, Tuple
+
+import pycocotools.mask as mask_util
+
+from .label_images import NucleiEvaluationInputError, segmentation_to_rle
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["load_coco_gt", "load_coco_results", "RESULTS_FORMAT_HINT"]
+
+RESULTS_FORMAT_HINT = (
+    "expected COCO results format: a JSON list of {\"image_id\", \"category_id\", \"score\", "
+    "\"segmentation\": RLE {\"size\": [H, W], \"counts\": ...}} as Detectron2's COCOEvaluator "
+    "writes to coco_instances_results.json"
+)
+
+
+def _read_json(path: str, what: str) -> Any:
+    if not os.path.isfile(path):
+        raise NucleiEvaluationInputError(f"{what} file {path} does not exist")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NucleiEvaluationInputError(f"{what} file {path} is not valid JSON: {e}") from None
+
+
+def _image_size_from_file(images_dir: Optional[str], image: Dict[str, Any], gt_path: str) -> Tuple[int, int]:
+    if not images_dir:
+        raise NucleiEvaluationInputError(
+            f"{gt_path}: image id {image['id']!r} has no 'height'/'width'; pass --images DIR so they "
+            "can be read from the image files"
+        )
+    path = os.path.join(images_dir, image.get("file_name", ""))
+    if not os.path.isfile(path):
+        raise NucleiEvaluationInputError(
+            f"{gt_path}: image id {image['id']!r} has no 'height'/'width' and its file {path} does not exist"
+        )
+    from PIL import Image
+
+    with Image.open(path) as im:  # reads the header only
+        width, height = im.size
+    return height, width
+
+
+def load_coco_gt(path: str, images_dir: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str, int]]:
+    """COCO ground truth from ``path``, completed where a field can be derived; and the fill counts.
+
+    Requires ``images``, ``annotations`` and ``categories``; every annotation needs a known
+    ``image_id`` and a ``segmentation``. Missing image sizes are read from ``images_dir``;
+    missing annotation ``area``/``bbox``/``iscrowd`` are computed from the mask (``iscrowd`` = 0).
+    """
+    gt = _read_json(path, "ground-truth")
+    if not isinstance(gt, dict) or not all(k in gt for k in ("images", "annotations", "categories")):
+        found = sorted(gt)[:10] if isinstance(gt, dict) else type(gt).__name__
+        raise NucleiEvaluationInputError(
+            f"{path} is not a COCO ground-truth file: expected a JSON object with 'images', "
+            f"'annotations' and 'categories' (found {found})"
+        )
+    if not gt["images"]:
+        raise NucleiEvaluationInputError(f"{path} lists no images: nothing to score")
+    fills = {"image_sizes": 0, "areas": 0, "bboxes": 0, "iscrowd": 0}
+    images: Dict[Any, Dict[str, Any]] = {}
+    for k, image in enumerate(gt["images"]):
+        if not isinstance(image, dict) or "id" not in image:
+            raise NucleiEvaluationInputError(f"{path}: images[{k}] has no 'id'")
+        if "file_name" not in image:
+            raise NucleiEvaluationInputError(f"{path}: image id {image['id']!r} has no 'file_name'")
+        if image["id"] in images:
+            raise NucleiEvaluationInputError(f"{path}: image id {image['id']!r} appears twice in 'images'")
+        if "height" not in image or "width" not in image:
+            image["height"], image["width"] = _image_size_from_file(images_dir, image, path)
+            fills["image_sizes"] += 1
+        images[image["id"]] = image
+    category_ids = {c.get("id") for c in gt["categories"] if isinstance(c, dict)}
+    for k, ann in enumerate(gt["annotations"]):
+        where = f"{path}: annotations[{k}]"
+        if not isinstance(ann, dict) or ann.get("image_id") not in images:
+            raise NucleiEvaluationInputError(f"{where} refers to image id {ann.get('image_id')!r}, absent from 'images'")
+        if ann.get("category_id") not in category_ids:
+            raise NucleiEvaluationInputError(f"{where} has category_id {ann.get('category_id')!r}, absent from 'categories'")
+        if "segmentation" not in ann:
+            raise NucleiEvaluationInputError(f"{where} has no 'segmentation' (nuclei metrics need masks)")
+        image = images[ann["image_id"]]
+        if "area" not in ann or "bbox" not in ann:
+            rle = segmentation_to_rle(ann["segmentation"], image["height"], image["width"], where)
+            if "area" not in ann:
+                ann["area"] = float(mask_util.area(rle))
+                fills["areas"] += 1
+            if "bbox" not in ann:
+                ann["bbox"] = [float(v) for v in mask_util.toBbox(rle)]
+                fills["bboxes"] += 1
+        if "iscrowd" not in ann:
+            ann["iscrowd"] = 0
+            fills["iscrowd"] += 1
+    filled = {k: v for k, v in fills.items() if v}
+    if filled:
+        logger.info("%s: filled in %s", path, ", ".join(f"{v} {k}" for k, v in filled.items()))
+    return gt, fills
+
+
+def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str, Any]]]:
+    """COCO instance-segmentation results from ``path`` checked against ``gt``, grouped by image id.
+
+    Rejects a file that is not COCO results format, results for image ids absent from ``gt``,
+    category ids absent from ``gt``, and RLEs whose size is not their image's ``[height, width]``.
+    Each returned result has a compressed RLE ``segmentation`` (str counts), a float ``score``
+    and a ``bbox`` (computed from the mask when absent).
+    """
+    results = _read_json(path, "results")
+    if isinstance(results, dict):
+        kind = "COCO ground truth (an object with 'annotations')" if "annotations" in results else "a JSON object"
+        raise NucleiEvaluationInputError(f"{path} is {kind}, not COCO results format; {RESULTS_FORMAT_HINT}")
+    if not isinstance(results, list):
+        raise NucleiEvaluationInputError(f"{path} is not COCO results format; {RESULTS_FORMAT_HINT}")
+    for k, res in enumerate(results):
+        if not isinstance(res, dict):
+            raise NucleiEvaluationInputError(f"{path}: entry {k} is not an object; {RESULTS_FORMAT_HINT}")
+        missing = [key for key in ("image_id", "category_id", "score", "segmentation") if key not in res]
+        if missing:
+            raise NucleiEvaluationInputError(
+                f"{path}: entry {k} lacks {', '.join(repr(m) for m in missing)}; {RESULTS_FORMAT_HINT}"
+            )
+        if not isinstance(res["segmentation"], dict):
+            raise NucleiEvaluationInputError(
+                f"{path}: entry {k} has a {type(res['segmentation']).__name__} segmentation, not an RLE; "
+                f"{RESULTS_FORMAT_HINT}"
+            )
+        if isinstance(res["score"], bool) or not isinstance(res["score"], (int, float)):
+            raise NucleiEvaluationInputError(f"{path}: entry {k} has a non-numeric score {res['score']!r}")
+
+    images = {image["id"]: image for image in gt["images"]}
+    absent = sorted({res["image_id"] for res in results if res["image_id"] not in images}, key=repr)
+    if absent:
+        shown = ", ".join(repr(i) for i in absent[:10]) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+        raise NucleiEvaluationInputError(
+            f"{path}: predictions for {len(absent)} image id(s) absent from the ground truth: {shown}"
+        )
+    category_ids = {c["id"] for c in gt["categories"]}
+    by_image: Dict[Any, List[Dict[str, Any]]] = defaultdict(list)
+    for k, res in enumerate(results):
+        if res["category_id"] not in category_ids:
+            raise NucleiEvaluationInputError(
+                f"{path}: entry {k} has category_id {res['category_id']!r}, absent from the ground truth's "
+                f"categories {sorted(category_ids)}"
+            )
+        image = images[res["image_id"]]
+        rle = segmentation_to_rle(
+            res["segmentation"], image["height"], image["width"],
+            f"{path}: entry {k} (image id {res['image_id']!r})",
+        )
+        counts = rle["counts"]
+        rle = {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+        bbox = res.get("bbox")
+        if bbox is None:
+            bbox = [float(v) for v in mask_util.toBbox(rle)]
+        by_image[res["image_id"]].append(
+            {
+                "image_id": res["image_id"],
+                "category_id": res["category_id"],
+                "score": float(res["score"]),
+                "segmentation": rle,
+                "bbox": bbox,
+            }
+        )
+    return dict(by_image)

@@ -1,0 +1,132 @@
+"""tools/evaluate.py run as a user runs it: ground truth scored against itself, and each rejection."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nuclei_eval_helpers import REPO, coco_gt_from_label_images, coco_gt_from_masks, coco_results_from_gt, dsb_zip_masks, dsb_zip_path
+
+TOOL = os.path.join(REPO, "tools", "evaluate.py")
+HEADLINE = ("score", "iou", "dice", "aji", "pq")
+
+
+def evaluate(*args):
+    return subprocess.run([sys.executable, TOOL, *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def write(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def synthetic_gt():
+    rr, cc = np.mgrid[:64, :64]
+    lab = np.zeros((64, 64), np.int32)
+    lab[(rr - 15) ** 2 + (cc - 15) ** 2 <= 64] = 1
+    lab[(rr - 40) ** 2 + (cc - 40) ** 2 <= 100] = 2
+    lab[50:60, 5:12] = 3
+    return coco_gt_from_label_images({1: lab, 2: np.zeros((32, 48), np.int32)})
+
+
+def assert_self_score_is_perfect(result, out_dir, num_images):
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out_dir / "summary.json").read_text())
+    for key in HEADLINE:
+        assert summary[key] == 1.0, key
+    for task in ("segm", "bbox"):
+        assert summary[task]["AP"] == 100.0, task
+    with open(out_dir / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == num_images and all(float(r["score"]) == 1.0 for r in rows)
+    assert "| score" in result.stdout and "segm AP" in result.stdout  # the printed table
+
+
+@pytest.fixture(scope="module")
+def synthetic_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    gt = synthetic_gt()
+    return folder, gt, write(folder / "gt.json", gt), write(folder / "pred.json", coco_results_from_gt(gt))
+
+
+def test_ground_truth_against_itself_is_perfect(synthetic_files):
+    folder, _, gt_path, pred_path = synthetic_files
+    out = folder / "self"
+    assert_self_score_is_perfect(evaluate("--gt", gt_path, "--pred", pred_path, "--out", out), out, num_images=2)
+
+
+@pytest.mark.realdata
+def test_real_ground_truth_against_itself_is_perfect(tmp_path):
+    zip_path = dsb_zip_path()
+    if not os.path.isfile(zip_path):
+        pytest.skip(f"DSB 2018 zip not found at {zip_path} (set MASKRCNNPP_DSB2018_ZIP)")
+    gt = coco_gt_from_masks(dsb_zip_masks(zip_path, num_images=5))
+    assert len(gt["images"]) == 5 and len(gt["annotations"]) > 20
+    gt_path = write(tmp_path / "gt.json", gt)
+    pred_path = write(tmp_path / "pred.json", coco_results_from_gt(gt))
+    out = tmp_path / "out"
+    assert_self_score_is_perfect(evaluate("--gt", gt_path, "--pred", pred_path, "--out", out), out, num_images=5)
+
+
+def test_score_thresh_limits_what_is_scored(synthetic_files, tmp_path):
+    _, gt, gt_path, _ = synthetic_files
+    results = coco_results_from_gt(gt, scores=[0.9, 0.9, 0.2])  # the third nucleus found with low score
+    lab = np.zeros((32, 48), np.int32)
+    lab[2:6, 2:6] = 1
+    spurious = coco_results_from_gt(coco_gt_from_label_images({2: lab}), scores=[0.1])  # on the empty image...
+    pred_path = write(tmp_path / "pred.json", results + spurious)
+
+    assert evaluate("--gt", gt_path, "--pred", pred_path, "--out", tmp_path / "all", "--no-coco-ap").returncode == 0
+    everything = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert everything["score"] == pytest.approx((1.0 + 0.0) / 2)  # ...which zeroes image 2
+    assert "segm" not in everything
+
+    assert evaluate("--gt", gt_path, "--pred", pred_path, "--out", tmp_path / "t", "--score-thresh", 0.5).returncode == 0
+    thresholded = json.loads((tmp_path / "t" / "summary.json").read_text())
+    # image 1 keeps 2 of its 3 nuclei: 2 / 3 at every threshold; image 2 is empty again: 1
+    assert thresholded["score"] == pytest.approx((2 / 3 + 1.0) / 2)
+    assert thresholded["settings"]["score_thresh"] == 0.5
+
+
+def _mutated(results, **changes):
+    bad = [dict(r) for r in results]
+    for key, value in changes.items():
+        bad[1][key] = value
+    return bad
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("absent_image", "predictions for 1 image id(s) absent from the ground truth: 77"),
+        ("rle_size", "entry 1 (image id 1): RLE size [64, 63] (height, width) does not match the image size [64, 64]"),
+        ("ground_truth_as_results", "is COCO ground truth (an object with 'annotations'), not COCO results format"),
+        ("missing_keys", "entry 1 lacks 'score', 'segmentation'; expected COCO results format"),
+        ("not_json", "is not valid JSON"),
+    ],
+)
+def test_bad_predictions_are_rejected(synthetic_files, tmp_path, case, expected):
+    _, gt, gt_path, pred_path = synthetic_files
+    results = coco_results_from_gt(gt)
+    pred = tmp_path / "pred.json"
+    if case == "absent_image":
+        write(pred, _mutated(results, image_id=77))
+    elif case == "rle_size":
+        write(pred, _mutated(results, segmentation=dict(results[1]["segmentation"], size=[64, 63])))
+    elif case == "ground_truth_as_results":
+        pred = gt_path
+    elif case == "missing_keys":
+        bad = [dict(r) for r in results]
+        del bad[1]["score"], bad[1]["segmentation"]
+        write(pred, bad)
+    else:
+        pred.write_text('[{"image_id": 1,')
+    out = tmp_path / "out"
+    result = evaluate("--gt", gt_path, "--pred", pred, "--out", out)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert result.stderr.startswith("evaluate.py: error: ") and "Traceback" not in result.stderr
+    assert not out.exists()  # nothing half-written

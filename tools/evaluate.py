@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Score COCO instance results against COCO ground truth with the nuclei metrics and COCO AP.
+
+    python tools/evaluate.py --gt GT.json --pred coco_instances_results.json [--images DIR] [--out DIR]
+
+Prints one table and writes OUT/summary.json (top-level ``score``, ``iou``, ``dice``, ``aji``,
+``pq``, ... as fractions in [0, 1], plus the COCO ``segm``/``bbox`` results in percent) and
+OUT/per_image.csv. Every prediction in the file is scored unless ``--score-thresh`` is given.
+Input problems (a file that is not COCO results format, predictions for image ids absent from
+the ground truth, an RLE whose size is not its image's) end the run with a message on stderr
+and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import uuid
+import warnings
+
+# Detectron2 v0.6 decorates a few functions with torch.jit.script at import; recent torch warns
+# about it on stderr, which would bury this tool's own messages.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.data.datasets import register_coco_instances  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
+from maskrcnnpp.evaluation import NucleiEvaluationInputError, NucleiEvaluator  # noqa: E402
+from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results  # noqa: E402
+
+EXIT_BAD_INPUT = 2
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    defaults = get_maskrcnnpp_cfg().TEST.NUCLEI
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gt", required=True, help="COCO ground-truth json (images, annotations with masks, categories)")
+    parser.add_argument("--pred", required=True, help="COCO results json, e.g. Detectron2's coco_instances_results.json")
+    parser.add_argument("--images", default=None, help="image folder; sizes missing from --gt are read from the files")
+    parser.add_argument("--out", default=None, help="output folder for summary.json and per_image.csv (default: the folder of --pred)")
+    parser.add_argument("--score-thresh", type=float, default=None, help="score only predictions with score >= this (default: all)")
+    parser.add_argument("--max-dets", type=int, default=defaults.MAX_DETS, help="COCO AP max detections per image (default: %(default)s)")
+    parser.add_argument("--no-coco-ap", action="store_true", help="skip COCO mask/box AP (nuclei metrics only)")
+    return parser.parse_args(argv)
+
+
+def _register_ground_truth(gt: dict, gt_path: str, images_dir, fills: dict, workdir: str) -> str:
+    """Register the (completed) ground truth as a fresh Detectron2 dataset; return its name."""
+    if any(fills.values()):  # derived fields were added: score against the completed copy
+        gt_path = os.path.join(workdir, "ground_truth.json")
+        with open(gt_path, "w", encoding="utf-8") as f:
+            json.dump(gt, f)
+    name = f"maskrcnnpp_evaluate_{uuid.uuid4().hex[:8]}"
+    image_root = images_dir or os.path.dirname(os.path.abspath(gt_path))
+    register_coco_instances(name, {}, gt_path, image_root)
+    return name
+
+
+def _table(results: dict) -> str:
+    nuclei = results.get("nuclei", {})
+    rows = [(key, nuclei.get(key)) for key in ("score", "iou", "dice", "aji", "pq", "sq", "dq")]
+    for task in ("segm", "bbox"):
+        for key in ("AP", "AP50", "AP75"):
+            if task in results:
+                value = results[task].get(key)
+                rows.append((f"{task} {key} (%)", value))
+    rows.append(("images", int(nuclei.get("num_images", 0))))
+    rows.append(("nuclei (gt / pred)", f"{int(nuclei.get('num_gt', 0))} / {int(nuclei.get('num_pred', 0))}"))
+    fmt = [(k, f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else ("nan" if isinstance(v, float) else v)) for k, v in rows]
+    return tabulate(fmt, headers=["metric", "value"], tablefmt="github", colalign=("left", "right"))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Check the inputs, score them, write OUT/summary.json + OUT/per_image.csv; return the results."""
+    gt, fills = load_coco_gt(args.gt, args.images)
+    predictions = load_coco_results(args.pred, gt)
+    out_dir = args.out or os.path.dirname(os.path.abspath(args.pred))
+    with tempfile.TemporaryDirectory(prefix="maskrcnnpp_evaluate_") as workdir:
+        name = _register_ground_truth(gt, args.gt, args.images, fills, workdir)
+        try:
+            evaluator = NucleiEvaluator(
+                name,
+                cfg=None,
+                output_dir=out_dir,
+                distributed=False,
+                score_thresh=-math.inf if args.score_thresh is None else args.score_thresh,
+                max_dets=args.max_dets,
+                coco_ap=not args.no_coco_ap,
+                save_coco_results=False,  # the results file is the input: leave it alone
+            )
+            evaluator.reset()
+            for image in gt["images"]:
+                evaluator.process_coco_results(image["id"], predictions.get(image["id"], []))
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its own summary
+                results = evaluator.evaluate()
+        finally:
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+    return results
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = run(args)
+    except NucleiEvaluationInputError as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(_table(results))
+    out_dir = args.out or os.path.dirname(os.path.abspath(args.pred))
+    print(f"\nwrote {os.path.join(out_dir, 'summary.json')} and {os.path.join(out_dir, 'per_image.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
