@@ -26,7 +26,7 @@ def setup_cfg(config: str, opts: Sequence[str] = (), device: str | None = None) 
     try:
         cfg.merge_from_file(path)
         cfg.merge_from_list(list(opts))
-    except KeyError as e:
+    except (KeyError, AssertionError) as e:  # yacs: KeyError from files, AssertionError from overrides
         raise UserError(f"{e.args[0] if e.args else e} (in {path} or the command-line overrides); "
                         "see maskrcnnpp/config.py and Detectron2's defaults for the valid keys") from None
     except ValueError as e:

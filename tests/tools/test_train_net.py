@@ -79,7 +79,7 @@ def _assert_clean_error(res: subprocess.CompletedProcess, *fragments: str) -> No
 
 def test_unknown_config_key_is_a_clear_error():
     _assert_clean_error(run(["--config", "maskrcnnpp_tiny", "MODEL.UNETPP_FPN.WIDHTS", "[8]"]),
-                        "Non-existent config key: MODEL.UNETPP_FPN.WIDHTS")
+                        "Non-existent key: MODEL.UNETPP_FPN.WIDHTS")
 
 
 def test_unknown_config_name_lists_the_available_ones():

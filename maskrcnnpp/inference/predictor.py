@@ -1,0 +1,236 @@
+"""``NucleiPredictor``: a trained model (config + weights) applied to numpy images of any kind.
+
+Like Detectron2's ``DefaultPredictor`` (the image is resized with ``INPUT.MIN_SIZE_TEST`` /
+``MAX_SIZE_TEST`` for the Mask R-CNN models, kept at native resolution for the ``SemanticUNet``
+models as in their evaluation; masks come back at the original size), plus what nuclei images need:
+
+* any grey/RGB/RGBA image of 8 or 16 bits (or float) is converted to the 8-bit 3-channel input
+  the models were trained on (:func:`maskrcnnpp.inference.image_io.to_uint8_rgb`);
+* large images can be predicted in tiles with overlap (:mod:`maskrcnnpp.inference.tiling`); every
+  tile is resized by the factor an image of the tile's size would get, so nuclei keep the scale the
+  model was trained at;
+* optional test-time augmentation: Detectron2's ``GeneralizedRCNNWithTTA`` for the Mask R-CNN
+  models (original + horizontal flip at the test scale; boxes merged by NMS, masks averaged) and,
+  for ``SemanticUNet`` models, the foreground (and boundary) probabilities of the original and its
+  horizontal, vertical and double flips averaged before the watershed post-processing;
+* the result is a non-overlapping label image with one score per nucleus
+  (:class:`maskrcnnpp.inference.instances.NucleiPrediction`), instances below
+  ``TEST.NUCLEI.SCORE_THRESH`` (or ``score_thresh``) dropped.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+
+from ..engine import UserError, setup_cfg
+from .image_io import RESCALE_MODES, to_uint8_rgb
+from .instances import CroppedInstance, NucleiPrediction, crops_from_instances, paint_labels
+from .tiling import predict_tiled
+
+logger = logging.getLogger(__name__)
+
+SEMANTIC_META_ARCH = "SemanticUNet"
+
+
+def describe_device(device: str) -> str:
+    """One line saying which device runs the model, e.g. ``cuda:0 (NVIDIA H100, 79.2 GiB)``."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        return f"cuda:{index} ({props.name}, {props.total_memory / 2**30:.1f} GiB, torch {torch.__version__})"
+    return f"{dev.type} ({torch.get_num_threads()} threads, torch {torch.__version__}; no GPU used)"
+
+
+def load_weights(model: torch.nn.Module, weights: str) -> None:
+    """Load ``weights`` (a local checkpoint or a URL Detectron2 can fetch) into ``model``.
+
+    Raises :class:`UserError` when no weights are given, the file does not exist or cannot be read.
+    """
+    if not weights:
+        raise UserError(
+            "no model weights: pass --weights PATH (e.g. OUTPUT_DIR/model_final.pth or model_best.pth "
+            "written by tools/train_net.py) or set MODEL.WEIGHTS"
+        )
+    if "://" not in weights and not os.path.isfile(weights):
+        raise UserError(f"weights file {weights} does not exist")
+    try:
+        DetectionCheckpointer(model).load(weights)
+    except Exception as e:  # noqa: BLE001  (IO/pickle/download errors come in many types)
+        raise UserError(f"cannot load weights {weights}: {type(e).__name__}: {e}") from None
+
+
+class NucleiPredictor:
+    """Predict nuclei of single images with a maskrcnnpp model (module doc)."""
+
+    def __init__(
+        self,
+        cfg: CfgNode,
+        weights: Optional[str] = None,
+        *,
+        tta: bool = False,
+        score_thresh: Optional[float] = None,
+        rescale: str = "percentile",
+        model: Optional[torch.nn.Module] = None,
+    ):
+        """
+        Args:
+            cfg: a maskrcnnpp config (e.g. from :func:`maskrcnnpp.engine.setup_cfg`).
+            weights: checkpoint to load (default ``cfg.MODEL.WEIGHTS``); ignored when ``model`` is given.
+            tta: test-time augmentation (module doc).
+            score_thresh: drop instances scoring below this (default ``cfg.TEST.NUCLEI.SCORE_THRESH``).
+            rescale: how non-8-bit images become 8-bit: "percentile", "minmax" or "none" (see image_io).
+            model: an already built and loaded model to use instead of building one from ``cfg``.
+        """
+        if rescale not in RESCALE_MODES:
+            raise UserError(f"rescale must be one of {', '.join(RESCALE_MODES)}, got {rescale!r}")
+        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+            raise UserError(f"INPUT.FORMAT={cfg.INPUT.FORMAT!r} is not supported for prediction; use RGB or BGR")
+        self.cfg = cfg.clone()
+        self.rescale = rescale
+        self.score_thresh = float(cfg.TEST.NUCLEI.SCORE_THRESH if score_thresh is None else score_thresh)
+        self.mask_thresh = float(cfg.TEST.NUCLEI.MASK_THRESH)
+        self.input_format = cfg.INPUT.FORMAT
+        self.is_semantic = cfg.MODEL.META_ARCHITECTURE == SEMANTIC_META_ARCH
+        if model is None:
+            try:
+                model = build_model(self.cfg)
+            except KeyError as e:  # a registry lookup: unknown META_ARCHITECTURE / backbone / head name
+                if "No object named" not in str(e):
+                    raise
+                raise UserError(f"{e.args[0]} (check MODEL.META_ARCHITECTURE and the MODEL.*.NAME keys of {cfg.MODEL.META_ARCHITECTURE})") from None
+            load_weights(model, cfg.MODEL.WEIGHTS if weights is None else weights)
+        self.model = model.eval()
+        self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+        self.tta = tta
+        self._rcnn_tta = None
+        if tta and not self.is_semantic:
+            from detectron2.modeling import GeneralizedRCNNWithTTA
+
+            self._rcnn_tta = GeneralizedRCNNWithTTA(self.cfg, self.model)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str,
+        weights: Optional[str] = None,
+        opts: Sequence[str] = (),
+        device: Optional[str] = None,
+        **kwargs,
+    ) -> "NucleiPredictor":
+        """Build from a config name/path (+ ``opts`` overrides, ``device``) via :func:`setup_cfg`."""
+        return cls(setup_cfg(config, opts, device=device), weights, **kwargs)
+
+    @property
+    def device(self) -> str:
+        return self.cfg.MODEL.DEVICE
+
+    # ------------------------------------------------------------------ public API
+    def predict(
+        self,
+        image: np.ndarray,
+        tile_size: int = 0,
+        tile_overlap: int = 64,
+        progress: bool = False,
+    ) -> NucleiPrediction:
+        """Nuclei of ``image`` (any supported kind) as a label image + scores.
+
+        ``tile_size > 0`` predicts an image larger than ``tile_size`` in tiles overlapping by
+        ``tile_overlap`` pixels (original image pixels); ``info`` then has the merge counts.
+        """
+        rgb8 = to_uint8_rgb(image, self.rescale)
+        height, width = rgb8.shape[:2]
+        if tile_size and max(height, width) > tile_size:
+            scale = self.test_scale(min(tile_size, height), min(tile_size, width))
+            instances, stats = predict_tiled(
+                rgb8, lambda tile: self.predict_instances(tile, scale), tile_size, tile_overlap, progress=progress
+            )
+        else:
+            instances, stats = self.predict_instances(rgb8), {"tiles": 1}
+        prediction = paint_labels(instances, (height, width))
+        prediction.info.update(stats)
+        return prediction
+
+    __call__ = predict
+
+    def test_scale(self, height: int, width: int) -> float:
+        """The factor by which the test resize (MIN_SIZE_TEST/MAX_SIZE_TEST) scales a ``height x width`` image.
+
+        Always 1 for ``SemanticUNet`` models: they are trained on native-resolution crops and
+        evaluated unresized (``SemanticNucleiMapper``), so they predict at native resolution.
+        """
+        if self.is_semantic or self.resize.short_edge_length[0] == 0:  # MIN_SIZE_TEST = 0 disables resizing
+            return 1.0
+        new_h, _ = self.resize.get_output_shape(height, width, self.resize.short_edge_length[0], self.resize.max_size)
+        return new_h / height
+
+    @torch.no_grad()
+    def predict_instances(self, rgb8: np.ndarray, scale: Optional[float] = None) -> List[CroppedInstance]:
+        """Instances (score >= threshold) of an 8-bit RGB image; ``scale`` overrides the test resize."""
+        height, width = rgb8.shape[:2]
+        if scale is None:
+            scale = self.test_scale(height, width)
+        model_image = rgb8[:, :, ::-1] if self.input_format == "BGR" else rgb8
+        if self._rcnn_tta is not None:
+            instances = self._rcnn_tta_instances(model_image, scale)
+        elif self.is_semantic and self.tta:
+            instances = self._semantic_flip_instances(model_image, scale)
+        else:
+            instances = self.model([self._model_input(model_image, scale)])[0]["instances"]
+        return crops_from_instances(instances, self.score_thresh, self.mask_thresh)
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+        height, width = image.shape[:2]
+        new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+        if (new_h, new_w) == (height, width):
+            return image
+        return T.ResizeTransform(height, width, new_h, new_w).apply_image(np.ascontiguousarray(image))
+
+    def _model_input(self, model_image: np.ndarray, scale: float) -> dict:
+        height, width = model_image.shape[:2]
+        resized = self._resized(model_image, scale)
+        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)).astype("float32"))
+        return {"image": tensor, "height": height, "width": width}
+
+    def _rcnn_tta_instances(self, model_image: np.ndarray, scale: float):
+        from detectron2.modeling.test_time_augmentation import DatasetMapperTTA
+
+        height, width = model_image.shape[:2]
+        short = max(1, int(round(min(height, width) * scale)))
+        # The wrapper resizes from the original image itself; give it exactly the test scale.
+        self._rcnn_tta.tta_mapper = DatasetMapperTTA(min_sizes=[short], max_size=10 * max(height, width, short), flip=True)
+        tensor = torch.as_tensor(np.ascontiguousarray(model_image.transpose(2, 0, 1)))
+        return self._rcnn_tta([{"image": tensor, "height": height, "width": width}])[0]["instances"]
+
+    def _semantic_flip_instances(self, model_image: np.ndarray, scale: float):
+        from ..postprocess import labels_to_instances, probability_to_instances
+
+        height, width = model_image.shape[:2]
+        flips = [(), (1,), (0,), (0, 1)]  # none, horizontal, vertical, both (axes of [H, W, C])
+        fg_sum, boundary_sum = None, None
+        for axes in flips:
+            flipped = np.flip(model_image, axis=axes) if axes else model_image
+            out = self.model([self._model_input(np.ascontiguousarray(flipped), scale)])[0]
+            dims = [a + 1 for a in axes]  # [1, H, W] outputs
+            fg = out["sem_seg"].detach().to("cpu")
+            fg = torch.flip(fg, dims) if dims else fg
+            fg_sum = fg if fg_sum is None else fg_sum + fg
+            if "boundary" in out:
+                b = out["boundary"].detach().to("cpu")
+                b = torch.flip(b, dims) if dims else b
+                boundary_sum = b if boundary_sum is None else boundary_sum + b
+        fg = (fg_sum / len(flips))[0].numpy()
+        boundary = None if boundary_sum is None else (boundary_sum / len(flips))[0].numpy()
+        labels = probability_to_instances(fg, boundary=boundary, **self.model.postprocess)
+        return labels_to_instances(labels, fg, (height, width))

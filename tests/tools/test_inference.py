@@ -1,0 +1,339 @@
+"""maskrcnnpp.inference: image conversion, label painting, tiled prediction and its merge, TTA."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from maskrcnnpp.evaluation import remove_overlaps
+from maskrcnnpp.inference import NucleiPredictor, paint_labels, predict_tiled, read_image, to_uint8_rgb
+from maskrcnnpp.inference.image_io import ImageReadError, intensity_image, intensity_range
+from maskrcnnpp.inference.instances import crops_from_masks
+from maskrcnnpp.inference.tiling import core_limits, make_tiles, tile_starts
+
+from tool_helpers import FAST_OPTS, disk_labels, nuclei_image, partition, save_tiny_weights
+
+
+# ---------------------------------------------------------------------------- image conversion
+def test_uint8_rgb_is_used_as_is_and_grey_is_repeated():
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert np.array_equal(to_uint8_rgb(rgb), rgb)
+    grey = rgb[:, :, 0]
+    out = to_uint8_rgb(grey)
+    assert out.shape == (5, 7, 3) and all(np.array_equal(out[:, :, c], grey) for c in range(3))
+    assert np.array_equal(to_uint8_rgb(grey[:, :, None]), out)
+
+
+def test_rgba_drops_alpha():
+    rgba = np.random.default_rng(1).integers(0, 256, (4, 6, 4), dtype=np.uint8)
+    assert np.array_equal(to_uint8_rgb(rgba), rgba[:, :, :3])
+    rgba16 = rgba.astype(np.uint16) * 257
+    assert np.array_equal(to_uint8_rgb(rgba16, "none"), rgba[:, :, :3])
+
+
+def test_16bit_minmax_and_none_rescale_values():
+    img = np.array([[1000, 2000], [3000, 1500]], dtype=np.uint16)
+    # minmax: 1000 -> 0, 3000 -> 255, 2000 -> 127.5 -> 128 (round half to even gives 128)
+    assert to_uint8_rgb(img, "minmax")[:, :, 0].tolist() == [[0, 128], [255, 64]]
+    # none: v * 255 / 65535
+    assert to_uint8_rgb(img, "none")[:, :, 0].tolist() == [[4, 8], [12, 6]]
+
+
+def test_16bit_percentile_rescale_ignores_hot_pixels():
+    img = np.tile(np.arange(1000, 2000, dtype=np.uint16), (10, 1))  # 10,000 pixels 1000..1999
+    img[0, 0] = 65535  # one hot pixel
+    lo, hi = intensity_range(img, "percentile")
+    assert lo == pytest.approx(np.percentile(img, 0.1)) and hi == pytest.approx(np.percentile(img, 99.9))
+    assert hi < 2000  # the hot pixel does not set the white point
+    out = to_uint8_rgb(img)[:, :, 0]
+    assert out[0, 0] == 255 and out[5, 0] == 0 and out[5, -1] == 255
+    assert out[5, 500] == pytest.approx(round((1500 - lo) * 255 / (hi - lo)), abs=1)
+
+
+def test_constant_and_float_images():
+    assert not to_uint8_rgb(np.full((3, 3), 7, np.uint16)).any()
+    f = np.array([[0.0, 0.5], [1.0, np.nan]])
+    assert to_uint8_rgb(f, "none")[:, :, 0].tolist() == [[0, 128], [255, 0]]
+
+
+def test_bad_layouts_are_rejected():
+    with pytest.raises(ValueError, match="unsupported image layout"):
+        to_uint8_rgb(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ValueError, match="unsupported image layout"):
+        to_uint8_rgb(np.zeros((3, 4, 4, 3), np.uint8))
+
+
+def test_read_image_keeps_bit_depth_and_channels(tmp_path):
+    import tifffile
+    from PIL import Image
+
+    g16 = (np.arange(30 * 20).reshape(30, 20) * 97).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    tifffile.imwrite(tmp_path / "g16.tif", g16)
+    rgba = np.random.default_rng(0).integers(0, 256, (8, 9, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    rgb16 = (np.random.default_rng(1).integers(0, 65536, (7, 5, 3))).astype(np.uint16)
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "rgb16.png"), rgb16[:, :, ::-1])
+    read = read_image(str(tmp_path / "rgb16.png"))
+    assert read.dtype == np.uint16 and np.array_equal(read, rgb16)  # 16-bit colour kept, RGB order
+    tifffile.imwrite(tmp_path / "chw.tif", np.moveaxis(rgb16, 2, 0))  # channels-first, as ImageJ writes
+    assert np.array_equal(read_image(str(tmp_path / "chw.tif")), rgb16)
+    for name in ("g16.png", "g16.tif"):
+        read = read_image(str(tmp_path / name))
+        assert read.dtype == np.uint16 and np.array_equal(read, g16), name
+    assert np.array_equal(read_image(str(tmp_path / "rgba.png")), rgba)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ImageReadError, match="broken.png"):
+        read_image(str(tmp_path / "broken.png"))
+    with pytest.raises(ImageReadError, match="missing.png does not exist"):
+        read_image(str(tmp_path / "missing.png"))
+
+
+def test_intensity_image_is_in_original_units():
+    rgb = np.zeros((2, 2, 4), np.uint16)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2], rgb[..., 3] = 3000, 6000, 9000, 65535
+    assert np.allclose(intensity_image(rgb), 6000.0)  # mean of R, G, B; alpha ignored
+
+
+# ---------------------------------------------------------------------------- label painting
+def test_paint_labels_matches_remove_overlaps_and_keeps_scores():
+    rng = np.random.default_rng(3)
+    masks = np.stack([disk_labels((48, 48), [(rng.integers(8, 40), rng.integers(8, 40), rng.integers(3, 9))]) > 0
+                      for _ in range(12)])
+    masks[5] = masks[2]  # an exact duplicate with a lower score is emptied
+    scores = rng.random(12)
+    scores[5] = scores[2] - 0.01
+    pred = paint_labels(crops_from_masks(masks, scores), (48, 48))
+    assert np.array_equal(pred.labels, remove_overlaps(masks, scores))
+    assert pred.num_instances == pred.labels.max() == 11
+    # label k carries the k-th highest score among the kept instances
+    kept = np.sort(np.delete(scores, 5))[::-1]
+    assert np.allclose(pred.scores, kept)
+    assert pred.info["emptied_by_overlap"] == 1
+
+
+# ---------------------------------------------------------------------------- tiling
+def test_tile_grid_and_cores_partition_the_image():
+    assert tile_starts(300, 128, 32) == [0, 96, 172]
+    assert tile_starts(100, 128, 32) == [0]
+    assert tile_starts(128, 128, 0) == [0]
+    # cuts in the middle of each overlap: (96 + 128) // 2, (172 + 224) // 2
+    assert core_limits([0, 96, 172], 128, 300) == [(0, 112), (112, 198), (198, 300)]
+    tiles = make_tiles((150, 300), 128, 32)
+    cover = np.zeros((150, 300), np.int32)
+    for t in tiles:
+        y0, y1, x0, x1 = t.core
+        cover[y0:y1, x0:x1] += 1
+        assert t.h == 128 and t.w == 128
+    assert (cover == 1).all()
+    with pytest.raises(ValueError, match="overlap"):
+        tile_starts(300, 128, 128)
+
+
+def scattered_disks(shape, count, radius, seed):
+    """Non-overlapping disks (1 px apart at least) at random places, radius 4..``radius``."""
+    rng = np.random.default_rng(seed)
+    disks = []
+    while len(disks) < count:
+        r = int(rng.integers(4, radius + 1))
+        y, x = int(rng.integers(0, shape[0])), int(rng.integers(0, shape[1]))
+        if all((y - yy) ** 2 + (x - xx) ** 2 > (r + rr + 2) ** 2 for yy, xx, rr in disks):
+            disks.append((y, x, r))
+    return disk_labels(shape, disks)
+
+
+def encode(labels):
+    return np.stack([labels % 256, labels // 256, np.zeros_like(labels)], axis=-1).astype(np.uint8)
+
+
+def fake_tile_predictor(cut_scores_higher=False):
+    """A translation-equivariant 'model': every label in the tile is one instance (cut where the tile cuts it)."""
+    calls = []
+
+    def predict(tile):
+        calls.append(tile.shape)
+        labels = tile[:, :, 0].astype(np.int64) + 256 * tile[:, :, 1].astype(np.int64)
+        out = []
+        for i in np.unique(labels):
+            if i == 0:
+                continue
+            mask = labels == i
+            touches = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+            score = (0.99 if touches else 0.6) if cut_scores_higher else 0.5 + (i % 7) / 20
+            out.extend(crops_from_masks(mask[None], [score]))
+        return out
+
+    predict.calls = calls
+    return predict
+
+
+@pytest.mark.parametrize("cut_scores_higher", [False, True])
+def test_tiled_prediction_equals_untiled_and_counts_each_nucleus_once(cut_scores_higher):
+    labels = scattered_disks((150, 170), 45, 9, seed=0)  # diameters up to 19 px
+    image = encode(labels)
+    predictor = fake_tile_predictor(cut_scores_higher)
+    untiled = paint_labels(predictor(image), labels.shape)
+    assert partition(untiled.labels) == partition(labels)
+    instances, stats = predict_tiled(image, predictor, tile_size=64, overlap=24)
+    tiled = paint_labels(instances, labels.shape)
+    # rows start at 0, 40, 80, 86 and columns at 0, 40, 80, 106: 4 x 4 tiles
+    assert stats["tiles"] == 16 and len(predictor.calls) == 1 + 16
+    assert all(shape[:2] == (64, 64) for shape in predictor.calls[1:])
+    assert stats["duplicates"] > 0  # nuclei in overlap strips were seen twice, merged
+    assert stats["cut_at_tile_border"] == 0
+    # same nuclei, same pixels: nothing counted twice, nothing lost, none left cut
+    assert tiled.num_instances == len(instances) == labels.max()
+    assert partition(tiled.labels) == partition(untiled.labels)
+
+
+def test_nuclei_crossing_every_tile_border_are_whole():
+    # nuclei centred exactly on the tile borders and overlap-strip middles of a 2x2 grid
+    disks = [(y, x, 7) for y in (30, 56, 64, 72) for x in (20, 56, 64, 72, 100)]
+    disks = [d for k, d in enumerate(disks) if k % 2 == 0]  # keep them apart
+    labels = disk_labels((120, 120), disks)
+    instances, stats = predict_tiled(encode(labels), fake_tile_predictor(), tile_size=72, overlap=24)
+    assert partition(paint_labels(instances, labels.shape).labels) == partition(labels)
+    assert stats["cut_at_tile_border"] == 0
+
+
+def test_too_small_overlap_is_counted_and_logged(caplog):
+    labels = scattered_disks((150, 170), 45, 9, seed=0)
+    with caplog.at_level(logging.WARNING, logger="maskrcnnpp.inference.tiling"):
+        _, stats = predict_tiled(encode(labels), fake_tile_predictor(), tile_size=64, overlap=4)
+    assert stats["cut_at_tile_border"] > 0
+    assert "tile overlap of at least the largest nucleus diameter" in caplog.text
+
+
+# ---------------------------------------------------------------------------- real tiny model
+@pytest.fixture(scope="module")
+def tiny_predictor(tmp_path_factory):
+    from maskrcnnpp.engine import setup_cfg
+
+    weights = save_tiny_weights(tmp_path_factory.mktemp("weights"))
+    cfg = setup_cfg("maskrcnnpp_tiny", FAST_OPTS + ["INPUT.MIN_SIZE_TEST", "0"], device="cpu")
+    return NucleiPredictor(cfg, weights, score_thresh=0.3, rescale="none")
+
+
+@pytest.fixture(scope="module")
+def grey_image():
+    labels = disk_labels((112, 128), [(30, 30, 9), (30, 60, 8), (80, 90, 10), (70, 30, 7), (95, 60, 6)])
+    return nuclei_image(labels)
+
+
+def test_every_kind_of_input_gives_the_same_prediction(tiny_predictor, grey_image):
+    g = grey_image
+    reference = tiny_predictor.predict(g)
+    assert reference.labels.shape == g.shape and reference.labels.dtype == np.int32
+    assert reference.num_instances > 0, "the random-init model should predict something at score 0.3"
+    assert reference.num_instances == reference.labels.max() == len(reference.scores)
+    assert (reference.scores >= 0.3).all() and (np.diff(reference.scores) <= 0).all()
+    rgb = np.repeat(g[:, :, None], 3, axis=2)
+    variants = {
+        "grey8 [H,W,1]": g[:, :, None],
+        "rgb8": rgb,
+        "rgba8": np.concatenate([rgb, np.full_like(g[:, :, None], 200)], axis=2),
+        "grey16": g.astype(np.uint16) * 257,
+        "rgba16": np.concatenate([rgb, np.full_like(g[:, :, None], 9)], axis=2).astype(np.uint16) * 257,
+    }
+    for name, image in variants.items():
+        pred = tiny_predictor.predict(image)
+        assert np.array_equal(pred.labels, reference.labels), name
+        assert np.allclose(pred.scores, reference.scores), name
+
+
+def test_tiled_real_model_single_tile_equals_untiled_and_tiles_stay_in_frame(tiny_predictor, grey_image):
+    untiled = tiny_predictor.predict(grey_image)
+    one_tile = tiny_predictor.predict(grey_image, tile_size=128, tile_overlap=32)
+    assert np.array_equal(one_tile.labels, untiled.labels) and one_tile.info["tiles"] == 1
+    tiled = tiny_predictor.predict(grey_image, tile_size=80, tile_overlap=32)
+    assert tiled.info["tiles"] == 4 and tiled.labels.shape == grey_image.shape
+    assert tiled.num_instances == len(np.unique(tiled.labels)) - 1 == len(tiled.scores)
+
+
+def test_rcnn_tta_uses_detectron2_wrapper_at_the_test_scale(tiny_predictor, grey_image):
+    tta = NucleiPredictor(tiny_predictor.cfg, model=tiny_predictor.model, tta=True, score_thresh=0.3, rescale="none")
+    pred = tta.predict(grey_image)
+    from detectron2.modeling import GeneralizedRCNNWithTTA
+
+    assert isinstance(tta._rcnn_tta, GeneralizedRCNNWithTTA)
+    assert tta._rcnn_tta.tta_mapper.min_sizes == [112] and tta._rcnn_tta.tta_mapper.flip
+    assert pred.labels.shape == grey_image.shape and pred.num_instances == len(pred.scores)
+
+
+class _GradientSemanticModel(torch.nn.Module):
+    """Stands in for SemanticUNet: foreground probability = (channel 0 / 255) * a fixed asymmetric ramp."""
+
+    postprocess = {"threshold": 0.5, "min_size": 1, "watershed": False, "watershed_h": 2.0, "boundary_threshold": 0.5}
+
+    def __init__(self, shape):
+        super().__init__()
+        h, w = shape
+        self.ramp = torch.linspace(0, 1, h)[:, None] * 0.3 + torch.linspace(0, 1, w)[None, :] * 0.7
+        self.seen = []
+
+    def forward(self, inputs):
+        out = []
+        for x in inputs:
+            self.seen.append(x["image"].clone())
+            out.append({"sem_seg": (x["image"][0] / 255.0 * self.ramp)[None]})
+        return out
+
+
+def test_semantic_tta_averages_the_four_flips(monkeypatch, grey_image):
+    from maskrcnnpp import postprocess
+    from maskrcnnpp.engine import setup_cfg
+
+    cfg = setup_cfg("unet_tiny", ["INPUT.MIN_SIZE_TEST", "0"], device="cpu")
+    model = _GradientSemanticModel(grey_image.shape)
+    captured = {}
+    real = postprocess.probability_to_instances
+
+    def spy(prob, *args, **kwargs):
+        captured["prob"] = prob
+        return real(prob, *args, **kwargs)
+
+    monkeypatch.setattr(postprocess, "probability_to_instances", spy)
+    pred = NucleiPredictor(cfg, model=model, tta=True, score_thresh=0.0).predict(grey_image)
+    assert len(model.seen) == 4
+    img = torch.as_tensor(grey_image, dtype=torch.float32)
+    assert torch.equal(model.seen[1][0], torch.flip(img, [1])) and torch.equal(model.seen[2][0], torch.flip(img, [0]))
+    ramp = model.ramp.numpy()
+    mean_ramp = (ramp + ramp[:, ::-1] + ramp[::-1] + ramp[::-1, ::-1]) / 4
+    assert np.allclose(captured["prob"], grey_image / 255.0 * mean_ramp, atol=1e-6)
+    assert pred.num_instances == pred.labels.max()
+
+
+def test_real_semantic_model_runs_at_native_size_and_tta_averages_its_flipped_outputs(monkeypatch, grey_image):
+    import maskrcnnpp.modeling.semantic  # noqa: F401  (registers SemanticUNet)
+    from detectron2.modeling import build_model
+
+    from maskrcnnpp import postprocess
+    from maskrcnnpp.engine import setup_cfg
+
+    cfg = setup_cfg("unetpp_tiny", [], device="cpu")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    seen, captured = [], {}
+    real_forward, real_p2i = model.forward, postprocess.probability_to_instances
+    monkeypatch.setattr(model, "forward", lambda inputs: seen.append(inputs[0]) or real_forward(inputs))
+
+    def spy(prob, *args, **kwargs):  # the TTA path post-processes the averaged probability through here
+        captured["prob"] = prob
+        return real_p2i(prob, *args, **kwargs)
+
+    monkeypatch.setattr(postprocess, "probability_to_instances", spy)
+    image = grey_image[:64, :80]
+    plain = NucleiPredictor(cfg, model=model, score_thresh=0.0).predict(image)
+    assert tuple(seen[0]["image"].shape) == (3, 64, 80)  # semantic models are not resized (no MIN_SIZE_TEST)
+    assert plain.labels.shape == (64, 80) and plain.num_instances == plain.labels.max()
+    seen.clear()
+    tta = NucleiPredictor(cfg, model=model, tta=True, score_thresh=0.0).predict(image)
+    assert len(seen) == 4 and tta.labels.shape == (64, 80)
+    with torch.no_grad():
+        probs = [model.inference([x])[0]["sem_seg"][0].numpy() for x in seen]
+    expected = (probs[0] + probs[1][:, ::-1] + probs[2][::-1] + probs[3][::-1, ::-1]) / 4
+    assert np.allclose(captured["prob"], expected, atol=1e-6)

@@ -1,0 +1,207 @@
+"""tools/predict.py: every output format agrees with the label image; user errors exit 2 without a traceback."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+import torch
+from PIL import Image
+
+from tool_helpers import FAST_OPTS, disk_labels, nuclei_image, run_tool, save_tiny_weights
+
+SCORE = "0.3"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return save_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory, weights):
+    """predict.py over a folder with a 16-bit grey PNG and an 8-bit RGBA PNG, all formats, 2 x 2 tiles each."""
+    root = tmp_path_factory.mktemp("predict")
+    images = root / "images"
+    images.mkdir()
+    labels = disk_labels((96, 112), [(25, 25, 9), (25, 60, 8), (70, 80, 10), (65, 30, 7)])
+    grey16 = nuclei_image(labels).astype(np.uint16) * 200 + 1000
+    Image.fromarray(grey16).save(images / "cells16.png")
+    rgba = np.concatenate([np.repeat(nuclei_image(labels, seed=1)[:, :, None], 3, 2), np.full((96, 112, 1), 255, np.uint8)], 2)
+    Image.fromarray(rgba).save(images / "cellsRGBA.png")
+    (images / "notes.txt").write_text("not an image, not matched by the default pattern")
+    out = root / "out"
+    res = run_tool("predict.py", ["--input", str(images), "--config", "maskrcnnpp_tiny", "--weights", weights,
+                                  "--output", str(out), "--device", "cpu", "--score-thresh", SCORE,
+                                  "--formats", "label_png,label_tif,coco,kaggle_csv,nuclei_csv,imagej_roi",
+                                  "--tile-size", "80", "--tile-overlap", "24", *FAST_OPTS])
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, {"cells16": grey16, "cellsRGBA": rgba}, res
+
+
+def read_nuclei_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_reports_the_device_and_counts(predicted):
+    out, _, res = predicted
+    assert "device: cpu" in res.stdout and "no GPU used" in res.stdout
+    assert "cells16.png: 96x112 grey uint16 ->" in res.stdout
+    assert "cellsRGBA.png: 96x112 RGBA uint8 ->" in res.stdout
+    assert res.stdout.count(" nuclei, 4 tiles, ") == 2
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{s}_{k}" for s in ("cells16", "cellsRGBA") for k in ("labels.png", "labels.tif", "nuclei.csv", "rois.zip")]
+        + ["coco_results.json", "kaggle_submission.csv"]
+    )
+
+
+def test_label_images_csv_rois_coco_and_kaggle_agree(predicted):
+    import roifile
+    import tifffile
+
+    from maskrcnnpp.data.rle import read_kaggle_csv, rle_decode
+    from maskrcnnpp.inference import intensity_image
+
+    out, originals, _ = predicted
+    coco = json.loads((out / "coco_results.json").read_text())
+    kaggle = read_kaggle_csv(out / "kaggle_submission.csv")
+    total = 0
+    for stem, original in originals.items():
+        png = np.asarray(Image.open(out / f"{stem}_labels.png"))
+        assert png.dtype == np.uint16 and png.shape == original.shape[:2]
+        assert np.array_equal(tifffile.imread(out / f"{stem}_labels.tif"), png)
+        count = int(png.max())
+        assert count > 0, "the random-init model predicts nuclei at this threshold"
+        assert np.array_equal(np.unique(png), np.arange(count + 1))  # labels 1..K, no gaps
+        total += count
+
+        rows = read_nuclei_csv(out / f"{stem}_nuclei.csv")
+        assert [int(r["id"]) for r in rows] == list(range(1, count + 1))
+        intensity = intensity_image(original)
+        for r in rows[:5]:
+            mask = png == int(r["id"])
+            ys, xs = np.nonzero(mask)
+            assert int(r["area"]) == mask.sum()
+            assert float(r["centroid_y"]) == pytest.approx(ys.mean(), rel=1e-5)
+            assert float(r["centroid_x"]) == pytest.approx(xs.mean(), rel=1e-5)
+            assert (int(r["bbox_min_y"]), int(r["bbox_min_x"]), int(r["bbox_max_y"]), int(r["bbox_max_x"])) == (
+                ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+            assert float(r["mean_intensity"]) == pytest.approx(intensity[mask].mean(), rel=1e-5)
+        scores = np.array([float(r["score"]) for r in rows])
+        assert (scores >= float(SCORE)).all() and (np.diff(scores) <= 1e-6).all()
+
+        rois = roifile.roiread(out / f"{stem}_rois.zip")
+        assert len(rois) == count
+        assert [roi.name for roi in rois[:2]] == ["nucleus-0001", "nucleus-0002"][: min(2, count)]
+        for k, roi in enumerate(rois[:5], start=1):
+            xy = roi.coordinates()
+            ys, xs = np.nonzero(png == k)
+            # the outline passes through the pixel-edge midpoints around the mask's pixel centres
+            assert xy[:, 0].min() >= xs.min() and xy[:, 0].max() <= xs.max() + 1
+            assert xy[:, 1].min() >= ys.min() and xy[:, 1].max() <= ys.max() + 1
+
+        entries = [e for e in coco if e["image_id"] == stem]
+        assert len(entries) == count
+        for k, e in enumerate(entries, start=1):
+            assert np.array_equal(mask_util.decode(e["segmentation"]).astype(bool), png == k)
+            assert e["score"] == pytest.approx(float(rows[k - 1]["score"]), abs=1e-5)
+            assert e["category_id"] == 1
+
+        rles = kaggle[stem]
+        assert len(rles) == count
+        decoded = sorted(int(png[rle_decode(r, png.shape)][0]) for r in rles)
+        assert decoded == list(range(1, count + 1))
+        assert all(np.array_equal(rle_decode(r, png.shape), png == png[rle_decode(r, png.shape)][0]) for r in rles)
+    assert len(coco) == total
+
+
+def test_missing_input_is_a_clear_error_without_traceback(tmp_path):
+    res = run_tool("predict.py", ["--input", str(tmp_path / "nowhere"), "--config", "maskrcnnpp_tiny",
+                                  "--output", str(tmp_path / "out")])
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == f"error: --input {tmp_path / 'nowhere'} does not exist"
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _main_error(capsys, argv):
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+    import predict
+
+    with pytest.raises(SystemExit) as exc:
+        predict.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(img)
+    err = _main_error(capsys, ["--input", str(img), "--config", "maskrcnnpp_tiny", "--output", str(tmp_path / "o"),
+                               "--device", "cuda"])
+    assert "error: --device cuda was asked for but torch.cuda.is_available() is False" in err
+
+
+def test_bad_config_key_unknown_format_and_empty_folder(tmp_path, capsys, weights):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(img)
+    base = ["--input", str(img), "--config", "maskrcnnpp_tiny", "--output", str(tmp_path / "o"), "--weights", weights]
+    err = _main_error(capsys, base + ["MODEL.NOT_A_KEY", "1"])
+    assert "error:" in err and "MODEL.NOT_A_KEY" in err
+    err = _main_error(capsys, base + ["--formats", "label_png,label_jpeg"])
+    assert "error: --formats" in err and "label_jpeg" in err and "imagej_roi" in err
+    (tmp_path / "empty").mkdir()
+    err = _main_error(capsys, ["--input", str(tmp_path / "empty"), "--config", "maskrcnnpp_tiny", "--output", str(tmp_path / "o")])
+    assert f"error: --input {tmp_path / 'empty'}: no images matching" in err
+    err = _main_error(capsys, base[:-2] + ["--weights", str(tmp_path / "missing.pth")])
+    assert f"error: weights file {tmp_path / 'missing.pth'} does not exist" in err
+    err = _main_error(capsys, base + ["--tile-size", "64", "--tile-overlap", "64"])
+    assert "error: --tile-overlap must be in [0, --tile-size 64)" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+# ---------------------------------------------------------------------------- writers (library)
+def test_roi_outline_encloses_exactly_the_mask_pixel_centres():
+    from matplotlib.path import Path as MplPath
+
+    from maskrcnnpp.inference.writers import nucleus_outline
+
+    mask = disk_labels((30, 34), [(14, 15, 9)]) > 0
+    mask[14, 24:28] = True  # a one-pixel-wide spur
+    mask[3:6, 3:5] = True  # a second, smaller piece: the outline follows the largest
+    outline = MplPath(nucleus_outline(mask))
+    rows, cols = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    centres = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)  # ImageJ pixel centres
+    inside = outline.contains_points(centres).reshape(mask.shape)
+    largest = mask.copy()
+    largest[3:6, 3:5] = False
+    assert np.array_equal(inside, largest)
+
+
+def test_label_image_limits_and_atomic_writes(tmp_path):
+    import tifffile
+
+    from maskrcnnpp.inference import NucleiPrediction, write_label_image
+    from maskrcnnpp.inference.writers import atomic_path
+
+    many = np.arange(1, 257 * 256 + 1, dtype=np.int32).reshape(257, 256)  # 65,792 nuclei of one pixel
+    pred = NucleiPrediction(many, np.ones(many.max(), np.float32))
+    with pytest.raises(ValueError, match="do not fit a 16-bit PNG"):
+        write_label_image(str(tmp_path / "many.png"), pred)
+    write_label_image(str(tmp_path / "many.tif"), pred)
+    back = tifffile.imread(tmp_path / "many.tif")
+    assert back.dtype == np.uint32 and np.array_equal(back, many)
+    with pytest.raises(RuntimeError):
+        with atomic_path(str(tmp_path / "half.csv")) as tmp:
+            open(tmp, "w").write("partial")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.tif"]  # no partial file left

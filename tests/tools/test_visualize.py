@@ -1,0 +1,182 @@
+"""maskrcnnpp.visualization and tools/visualize.py: overlays, contours, the Fig. 4 error map, PNG grids."""
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrcnnpp.inference import NucleiPrediction, coco_results, write_coco_results
+from maskrcnnpp.visualization import (
+    ERROR_COLORS,
+    PANEL_GAP,
+    TITLE_HEIGHT,
+    compose_grid,
+    distinct_colors,
+    draw_instances,
+    error_legend,
+    error_map,
+)
+
+from tool_helpers import FAST_OPTS, disk_labels, nuclei_image, run_tool, save_tiny_weights
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+import visualize  # noqa: E402
+
+SIZE = 96
+
+
+# ---------------------------------------------------------------------------- library
+def test_distinct_colors_differ_between_neighbouring_labels():
+    colors = distinct_colors(50)
+    assert colors.shape == (50, 3) and (colors >= 0).all() and (colors <= 1).all()
+    assert np.linalg.norm(np.diff(colors, axis=0), axis=1).min() > 0.2
+
+
+def test_overlay_fills_and_contour_outlines():
+    labels = disk_labels((64, 80), [(20, 20, 8), (40, 55, 10)])
+    image = np.full((64, 80, 3), 60, np.uint8)
+    overlay = draw_instances(image, labels, "overlay")
+    contour = draw_instances(image, labels, "contour")
+    assert overlay.shape == contour.shape == image.shape
+    for out in (overlay, contour):
+        assert (out[2, 2] == 60).all() and (out[60, 5] == 60).all()  # background untouched
+    assert not (overlay[20, 20] == 60).all() and not (overlay[40, 55] == 60).all()  # centres filled
+    assert (contour[20, 20] == 60).all() and (contour[40, 55] == 60).all()  # centres left as they are
+    assert not (contour[20, 28] == 60).all() or not (contour[20, 27] == 60).all()  # the outline is drawn
+    assert not np.array_equal(overlay[20, 20], overlay[40, 55])  # two nuclei, two colours
+    assert draw_instances(image, labels, "overlay", scale=2).shape == (128, 160, 3)
+
+
+def test_error_map_colours_tp_fn_fp_areas():
+    gt = disk_labels((40, 40), [(12, 12, 6), (28, 28, 6)])
+    pred = disk_labels((40, 40), [(12, 16, 6)])  # nucleus 1 shifted right, nucleus 2 missed
+    errors = error_map(gt, pred)
+    assert tuple(errors[12, 14]) == ERROR_COLORS["TP"]
+    assert tuple(errors[12, 21]) == ERROR_COLORS["FP"]  # predicted, not in ground truth
+    assert tuple(errors[28, 28]) == ERROR_COLORS["FN"]  # missed nucleus
+    assert tuple(errors[2, 2]) == (0, 0, 0)
+    gt_border = (28, 22)  # inner border of ground-truth nucleus 2: darkened
+    assert tuple(errors[gt_border]) == tuple(np.array(ERROR_COLORS["FN"]) // 2)
+
+
+def test_error_legend_fits_its_panel():
+    assert error_legend(400, {"TP": 1234, "FN": 56, "FP": 7}).shape == (TITLE_HEIGHT, 400, 3)
+    narrow = error_legend(96, {"TP": 1234, "FN": 56, "FP": 7})
+    assert narrow.shape == (3 * TITLE_HEIGHT, 96, 3)
+    for row, name in enumerate(["TP", "FN", "FP"]):  # one swatch per line
+        assert tuple(narrow[row * TITLE_HEIGHT + 8, 6]) == ERROR_COLORS[name]
+
+
+def test_compose_grid_layout():
+    a, b = np.full((10, 20, 3), 1, np.uint8), np.full((14, 12, 3), 2, np.uint8)
+    grid = compose_grid([("a", a), ("b", b), ("c", a)], ncols=2)
+    cell_h, cell_w = 14 + TITLE_HEIGHT, 20
+    assert grid.shape == (2 * cell_h + PANEL_GAP, 2 * cell_w + PANEL_GAP, 3)
+    assert (grid[TITLE_HEIGHT : TITLE_HEIGHT + 10, :20] == 1).all()
+    assert (grid[TITLE_HEIGHT : TITLE_HEIGHT + 14, cell_w + PANEL_GAP : cell_w + PANEL_GAP + 12] == 2).all()
+    assert (grid[cell_h + PANEL_GAP + TITLE_HEIGHT : cell_h + PANEL_GAP + TITLE_HEIGHT + 10, :20] == 1).all()
+
+
+# ---------------------------------------------------------------------------- tools/visualize.py
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Two synthetic nuclei images registered as a COCO dataset, and a results file made from their truth."""
+    from detectron2.data import DatasetCatalog
+    from skimage.segmentation import relabel_sequential
+
+    from maskrcnnpp.data import register_nuclei_coco
+    from maskrcnnpp.data.synthetic import build_synthetic_dataset
+    from maskrcnnpp.evaluation import gt_label_image
+
+    root = tmp_path_factory.mktemp("vis")
+    json_file = build_synthetic_dataset(root / "synth", 2, SIZE, seed=5, split="test")
+    name = f"vis_test_{uuid.uuid4().hex[:6]}"
+    register_nuclei_coco(name, str(json_file), str(root / "synth" / "images"))
+    records = DatasetCatalog.get(name)
+    truth, predictions, results = {}, {}, []
+    for record in records:
+        gt = gt_label_image(record)[0]
+        pred = np.roll(gt, 2, axis=1)
+        pred[pred == 1] = 0  # nucleus 1 missed
+        pred = relabel_sequential(pred)[0].astype(np.int32)
+        results += coco_results(record["image_id"], NucleiPrediction(pred, np.full(pred.max(), 0.9, np.float32)))
+        # a confident-looking false positive that scores below the default threshold 0.5
+        block = np.zeros_like(gt)
+        ys, xs = np.nonzero(gt == 0)
+        block[ys[0], xs[0]] = 1
+        low = coco_results(record["image_id"], NucleiPrediction(block, np.array([0.2], np.float32)))
+        results += low
+        truth[str(record["image_id"])] = (record, gt, (ys[0], xs[0]))
+        predictions[str(record["image_id"])] = pred
+    results_file = str(root / "results.json")
+    write_coco_results(results_file, results)
+    return name, results_file, truth, predictions, root
+
+
+@pytest.mark.parametrize("mode", ["overlay", "contour", "errors"])
+def test_results_over_a_dataset(dataset, mode, tmp_path):
+    name, results_file, truth, predictions, _ = dataset
+    written = visualize.main(["--results", results_file, "--dataset", name, "--mode", mode, "--output", str(tmp_path)])
+    assert sorted(os.path.basename(p) for p in written) == sorted(f"{i}_{mode}.png" for i in truth)
+    for image_id, (record, gt, low_pixel) in truth.items():
+        grid = np.asarray(Image.open(tmp_path / f"{image_id}_{mode}.png").convert("RGB"))
+        panels = 4 if mode == "errors" else 3
+        # a 96 px wide error panel stacks its legend's three entries
+        cell_h = SIZE + TITLE_HEIGHT + (3 * TITLE_HEIGHT if mode == "errors" else 0)
+        assert grid.shape == (cell_h, panels * SIZE + (panels - 1) * PANEL_GAP, 3)
+        original = np.asarray(Image.open(record["file_name"]).convert("RGB"))
+        assert np.array_equal(grid[TITLE_HEIGHT : TITLE_HEIGHT + SIZE, :SIZE], original)
+        if mode == "errors":
+            x0 = 3 * (SIZE + PANEL_GAP)
+            errors = grid[TITLE_HEIGHT : TITLE_HEIGHT + SIZE, x0 : x0 + SIZE]
+            pred = predictions[image_id]
+            fp = (pred > 0) & (gt == 0)
+            fn_only = (gt == 1) & (pred == 0)
+            assert (errors[fp] == ERROR_COLORS["FP"]).all()
+            assert (errors[(gt == 0) & (pred == 0)] == 0).all()  # includes the pixel scoring 0.2
+            assert tuple(errors[low_pixel]) == (0, 0, 0)
+            # missed nucleus 1: its pixels are FN (full colour inside, half on its inner border)
+            colours = {tuple(c) for c in errors[fn_only]}
+            assert colours <= {ERROR_COLORS["FN"], tuple(np.array(ERROR_COLORS["FN"]) // 2)}
+
+
+def test_model_over_image_files(tmp_path):
+    weights = save_tiny_weights(tmp_path / "w")
+    images = tmp_path / "images"
+    images.mkdir()
+    labels = disk_labels((SIZE, SIZE), [(30, 30, 9), (60, 60, 10)])
+    for k in range(3):
+        Image.fromarray(nuclei_image(labels, seed=k).astype(np.uint16) * 100).save(images / f"img{k}.png")
+    written = visualize.main(["--config", "maskrcnnpp_tiny", "--weights", weights, "--images", str(images),
+                              "--mode", "contour", "--max-images", "2", "--output", str(tmp_path / "out"),
+                              "--scale", "2", "--score-thresh", "0.3", *FAST_OPTS])
+    assert [os.path.basename(p) for p in written] == ["img0_contour.png", "img1_contour.png"]
+    grid = np.asarray(Image.open(written[0]))
+    assert grid.shape == (2 * SIZE + TITLE_HEIGHT, 2 * 2 * SIZE + PANEL_GAP, 3)  # image | prediction, scaled x2
+
+
+def test_user_errors_exit_2_with_a_message(tmp_path, capsys, dataset):
+    def error(argv):
+        with pytest.raises(SystemExit) as exc:
+            visualize.main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err
+
+    out = ["--output", str(tmp_path / "o")]
+    assert "--mode errors compares predictions with ground truth" in error(["--results", dataset[1], "--images", str(tmp_path), "--mode", "errors"] + out)
+    assert "dataset 'no_such_split' is not registered" in error(["--results", dataset[1], "--dataset", "no_such_split"] + out)
+    assert f"--results {tmp_path / 'x.json'} does not exist" in error(["--results", str(tmp_path / "x.json"), "--dataset", dataset[0]] + out)
+    assert "give either --config" in error(["--results", dataset[1], "--config", "maskrcnnpp_tiny", "--dataset", dataset[0]] + out)
+
+
+def test_subprocess_error_has_no_traceback(tmp_path):
+    res = run_tool("visualize.py", ["--config", "maskrcnnpp_tiny", "--images", str(tmp_path / "none"), "--output", str(tmp_path / "o")])
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == f"error: --images {tmp_path / 'none'} does not exist"
+    assert "Traceback" not in res.stderr

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Plot training curves, speed vs accuracy of pruned UNet++ levels, and score by nucleus size.
+
+    python tools/plot.py curves --metrics output/maskrcnnpp_tiny/metrics.json [more/metrics.json ...] --output curves.png
+    python tools/plot.py speed --benchmark bench.json [--summary L1=eval_L1/summary.json ...] --output fig5.png
+    python tools/plot.py sizes --gt datasets/dsb2018/annotations/test.json \\
+        --pred "Mask R-CNN=out_rcnn/inference/dsb2018_test/coco_instances_results.json" \\
+        --pred "Mask RCNN++=out_pp/inference/dsb2018_test/coco_instances_results.json" --output fig7.png
+
+curves: losses and validation metrics (nuclei/score, nuclei/iou, ...) by iteration from Detectron2's
+        metrics.json; --keys picks the curves.
+speed:  the paper's Fig. 5: IoU and score against inference time, one point per inference mode
+        (UNet++ L1..L4, ensemble), one line per model. Rows need 'mode', a time (latency_ms,
+        latency_median_ms or network_ms, as tools/benchmark.py writes) and 'iou'/'score' (in the row,
+        or from the evaluator's summary.json of that mode via --summary MODE=PATH).
+sizes:  the paper's Fig. 7: DSB score of each model within nucleus-area buckets (--edges), from COCO
+        results files scored against COCO ground truth; also writes the numbers to --csv.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+from typing import Dict, List, Tuple
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
+from maskrcnnpp.engine import UserError, exit_on_user_error  # noqa: E402
+from maskrcnnpp.plots import (  # noqa: E402
+    DEFAULT_EDGES,
+    PlotInputError,
+    bucket_names,
+    plot_size_buckets,
+    plot_speed_accuracy,
+    plot_training_curves,
+    read_speed_rows,
+    size_bucket_scores,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("curves", help="training curves from metrics.json")
+    c.add_argument("--metrics", nargs="+", required=True, metavar="[NAME=]PATH", help="metrics.json file(s)")
+    c.add_argument("--keys", default=None, help="comma-separated keys to draw (default: losses and nuclei/* metrics)")
+    c.add_argument("--output", "-o", required=True, help="image file (.png, .pdf, .svg)")
+    s = sub.add_parser("speed", help="IoU/score vs inference time of inference modes (Fig. 5)")
+    s.add_argument("--benchmark", nargs="+", required=True, metavar="JSON", help="benchmark JSON file(s)")
+    s.add_argument("--summary", nargs="*", default=[], metavar="MODE=PATH", help="evaluator summary.json of a mode")
+    s.add_argument("--output", "-o", required=True)
+    z = sub.add_parser("sizes", help="score by nucleus-size bucket for two or more models (Fig. 7)")
+    z.add_argument("--gt", required=True, help="COCO ground-truth json")
+    z.add_argument("--images", default=None, help="image folder (only for image sizes missing from --gt)")
+    z.add_argument("--pred", action="append", required=True, metavar="NAME=RESULTS_JSON", help="COCO results of a model (repeat)")
+    z.add_argument("--score-thresh", type=float, default=0.5, help="keep predictions scoring at least this (default: %(default)s)")
+    z.add_argument("--edges", default=",".join(f"{e:g}" for e in DEFAULT_EDGES),
+                   help="bucket edges on nucleus area in pixels (default: %(default)s)")
+    z.add_argument("--output", "-o", required=True)
+    z.add_argument("--csv", default=None, help="table of the plotted numbers (default: --output with .csv)")
+    return parser
+
+
+def named(items: List[str], what: str) -> Dict[str, str]:
+    """``NAME=PATH`` items (a bare PATH is named after its folder) as an ordered dict."""
+    out: Dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = os.path.basename(os.path.dirname(os.path.abspath(item))) or item, item
+        if not name or not path:
+            raise UserError(f"{what} {item!r}: expected NAME=PATH")
+        if name in out:
+            name = f"{name} ({len(out)})"
+        out[name] = path
+    return out
+
+
+def parse_edges(text: str) -> List[float]:
+    try:
+        edges = [math.inf if v.strip() in ("inf", "Inf") else float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"--edges {text!r}: expected comma-separated numbers (and 'inf')") from None
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+        raise UserError(f"--edges {text!r}: need at least two increasing values")
+    return edges
+
+
+def load_pairs(gt_path: str, images: str | None, results_path: str, score_thresh: float) -> List[Tuple]:
+    """(gt label image, predicted label image) of every ground-truth image."""
+    from maskrcnnpp.evaluation import gt_label_image
+    from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results
+    from maskrcnnpp.evaluation.label_images import rles_to_label_image
+
+    gt, _ = load_coco_gt(gt_path, images)
+    results = load_coco_results(results_path, gt)
+    anns: Dict = {}
+    for ann in gt["annotations"]:
+        anns.setdefault(ann["image_id"], []).append(ann)
+    pairs = []
+    for image in gt["images"]:
+        record = {"image_id": image["id"], "file_name": image.get("file_name", "?"), "height": image["height"],
+                  "width": image["width"], "annotations": anns.get(image["id"], [])}
+        gt_labels, _ = gt_label_image(record)
+        kept = [r for r in results.get(image["id"], []) if r["score"] >= score_thresh]
+        pred = rles_to_label_image([r["segmentation"] for r in kept], [r["score"] for r in kept], gt_labels.shape)
+        pairs.append((gt_labels, pred))
+    return pairs
+
+
+def run_sizes(args) -> None:
+    from maskrcnnpp.evaluation import NucleiEvaluationInputError
+
+    edges = parse_edges(args.edges)
+    preds = named(args.pred, "--pred")
+    results = {}
+    try:
+        for name, path in preds.items():
+            results[name] = size_bucket_scores(load_pairs(args.gt, args.images, path, args.score_thresh), edges)
+    except NucleiEvaluationInputError as e:
+        raise UserError(str(e)) from None
+    plot_size_buckets(results, edges, args.output)
+    table = args.csv or os.path.splitext(args.output)[0] + ".csv"
+    with open(table, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["model", "bucket", "area_min", "area_max", "num_gt", "score", "recall@0.5"])
+        for name, values in results.items():
+            for k, bucket in enumerate(bucket_names(edges)):
+                writer.writerow([name, bucket, f"{edges[k]:g}", f"{edges[k + 1]:g}", int(values["num_gt"][k]),
+                                 f"{values['score'][k]:.6f}", f"{values['recall@0.5'][k]:.6f}"])
+    for name, values in results.items():
+        print(name + ": " + ", ".join(f"{b} {s:.3f}" for b, s in zip(bucket_names(edges), values["score"])))
+    print(f"wrote {args.output} and {table}")
+
+
+@exit_on_user_error
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "curves":
+            keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
+            drawn = plot_training_curves(named(args.metrics, "--metrics"), args.output, keys)
+            for run, counts in drawn.items():
+                print(f"{run}: " + ", ".join(f"{k} ({n} points)" for k, n in counts.items()))
+            print(f"wrote {args.output}")
+        elif args.command == "speed":
+            summaries = named(args.summary, "--summary")
+            rows = [r for path in args.benchmark for r in read_speed_rows(path, summaries)]
+            drawn = plot_speed_accuracy(rows, args.output)
+            print(f"wrote {args.output} ({drawn['iou']} IoU points, {drawn['score']} score points)")
+        else:
+            run_sizes(args)
+    except PlotInputError as e:
+        raise UserError(str(e)) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+#!/usr/bin/env python
+"""Segment nuclei in new images with a trained model and write label images, tables and ROIs.
+
+    python tools/predict.py --input img.tif --config maskrcnnpp_r101 --weights out/model_best.pth --output pred/
+    python tools/predict.py --input folder/ --pattern "*.tif" --config maskrcnnpp_tiny --weights w.pth \\
+        --output pred/ --formats label_tif,nuclei_csv,imagej_roi --tile-size 512 --tile-overlap 64 --device cuda
+
+Images may be grey, RGB or RGBA, 8 or 16 bits (16-bit and float images are stretched to 8 bits by
+--rescale, default: 0.1..99.9th percentiles). Outputs (in --output), per image <stem>:
+  label_png   <stem>_labels.png   16-bit label image (0 background, nucleus k = k)
+  label_tif   <stem>_labels.tif   the same as TIFF
+  nuclei_csv  <stem>_nuclei.csv   id, area, centroid, bbox, score, mean intensity (original units)
+  imagej_roi  <stem>_rois.zip     one polygon ROI per nucleus for the ImageJ/Fiji ROI Manager
+and for all images together:
+  coco        coco_results.json   COCO results (image_id = <stem>), for tools/evaluate.py
+  kaggle_csv  kaggle_submission.csv   Data Science Bowl 2018 run-length CSV (ImageId = <stem>)
+Label k is the same nucleus in every output. Mistakes (missing input, unknown format, --device cuda
+without a GPU, a bad config key) print one line on stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Dict, List
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
+from maskrcnnpp.engine import setup_cfg, UserError, exit_on_user_error  # noqa: E402
+from maskrcnnpp.inference import (  # noqa: E402
+    FORMATS,
+    ImageReadError,
+    NucleiPredictor,
+    coco_results,
+    describe_device,
+    intensity_image,
+    read_image,
+    write_coco_results,
+    write_imagej_rois,
+    write_kaggle,
+    write_label_image,
+    write_nuclei_csv,
+)
+from maskrcnnpp.inference.image_io import IMAGE_SUFFIXES, RESCALE_MODES, list_image_files  # noqa: E402
+
+PER_IMAGE_FILES = {
+    "label_png": "{stem}_labels.png",
+    "label_tif": "{stem}_labels.tif",
+    "nuclei_csv": "{stem}_nuclei.csv",
+    "imagej_roi": "{stem}_rois.zip",
+}
+COCO_FILE = "coco_results.json"
+KAGGLE_FILE = "kaggle_submission.csv"
+DEFAULT_FORMATS = "label_png,coco,nuclei_csv"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inp = parser.add_argument_group("input")
+    inp.add_argument("--input", "-i", required=True, metavar="FILE_OR_FOLDER", help="an image file or a folder of images")
+    inp.add_argument("--pattern", default=None,
+                     help="glob of the files to take from a folder, e.g. '*.tif' (default: all of %s)" % ", ".join(IMAGE_SUFFIXES))
+    inp.add_argument("--rescale", choices=RESCALE_MODES, default="percentile",
+                     help="how 16-bit/float images become 8-bit: percentile (0.1..99.9), minmax, none (default: %(default)s)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--config", "-c", required=True, metavar="NAME_OR_FILE", help="config file or a bare name in configs/")
+    model.add_argument("--weights", "-w", default=None, help="checkpoint (.pth/.pkl); default: the config's MODEL.WEIGHTS")
+    model.add_argument("--tta", action="store_true",
+                       help="test-time augmentation (flip; Detectron2's TTA for Mask R-CNN models, h/v flips for U-Nets)")
+    model.add_argument("--score-thresh", type=float, default=None,
+                       help="keep nuclei scoring at least this (default: the config's TEST.NUCLEI.SCORE_THRESH)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", "-o", required=True, metavar="FOLDER", help="folder for the results (created)")
+    out.add_argument("--formats", default=DEFAULT_FORMATS,
+                     help=f"comma-separated, any of {','.join(FORMATS)} (default: %(default)s)")
+    hw = parser.add_argument_group("hardware")
+    hw.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                    help="run on cpu or cuda (default: the config's MODEL.DEVICE, cpu when no GPU is present)")
+    tiling = parser.add_argument_group("tiling (large images)")
+    tiling.add_argument("--tile-size", type=int, default=0,
+                        help="predict images larger than this many pixels in tiles of this size (default 0: never tile)")
+    tiling.add_argument("--tile-overlap", type=int, default=64,
+                        help="overlap of neighbouring tiles in pixels; at least the largest nucleus diameter (default: %(default)s)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                        help="config overrides, e.g. TEST.NUCLEI.SCORE_THRESH 0.6")
+    return parser
+
+
+def parse_formats(text: str) -> List[str]:
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UserError(f"--formats {text!r}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(FORMATS)}")
+    return list(dict.fromkeys(formats))
+
+
+def list_images(path: str, pattern: str | None, option: str = "--input") -> List[str]:
+    """The image files named by --input/--pattern, sorted; a clear error when there are none."""
+    try:
+        return list_image_files(path, pattern, option)
+    except ImageReadError as e:
+        raise UserError(str(e)) from None
+
+
+def check_tiling(tile_size: int, tile_overlap: int) -> None:
+    if tile_size < 0:
+        raise UserError(f"--tile-size must be >= 0, got {tile_size}")
+    if tile_size and not 0 <= tile_overlap < tile_size:
+        raise UserError(f"--tile-overlap must be in [0, --tile-size {tile_size}), got {tile_overlap}")
+
+
+def describe_image(image) -> str:
+    kind = {2: "grey", 3: {1: "grey", 3: "RGB", 4: "RGBA"}.get(image.shape[-1], "?")}[min(image.ndim, 3)]
+    return f"{image.shape[0]}x{image.shape[1]} {kind} {image.dtype}"
+
+
+@exit_on_user_error
+def main(argv=None) -> Dict[str, int]:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    formats = parse_formats(args.formats)
+    check_tiling(args.tile_size, args.tile_overlap)
+    files = list_images(args.input, args.pattern)
+    cfg = setup_cfg(args.config, args.opts, device=args.device)
+    print(f"device: {describe_device(cfg.MODEL.DEVICE)}", flush=True)
+    predictor = NucleiPredictor(cfg, args.weights, tta=args.tta, score_thresh=args.score_thresh, rescale=args.rescale)
+    print(f"model: {cfg.MODEL.META_ARCHITECTURE} from {args.weights or cfg.MODEL.WEIGHTS}"
+          f"{' with TTA' if args.tta else ''}; score threshold {predictor.score_thresh}", flush=True)
+    os.makedirs(args.output, exist_ok=True)
+
+    from tqdm import tqdm
+
+    coco: List[dict] = []
+    kaggle = {}
+    counts: Dict[str, int] = {}
+    for path in tqdm(files, desc="images", unit="img", disable=len(files) < 2):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        try:
+            image = read_image(path)
+        except ImageReadError as e:
+            raise UserError(str(e)) from None
+        prediction = predictor.predict(image, tile_size=args.tile_size, tile_overlap=args.tile_overlap, progress=True)
+        tiles = prediction.info.get("tiles", 1)
+        note = f", {tiles} tiles, {prediction.info.get('duplicates', 0)} border duplicates merged" if tiles > 1 else ""
+        tqdm.write(f"{os.path.basename(path)}: {describe_image(image)} -> {prediction.num_instances} nuclei{note}")
+        for fmt in formats:
+            target = os.path.join(args.output, PER_IMAGE_FILES.get(fmt, "").format(stem=stem))
+            if fmt in ("label_png", "label_tif"):
+                write_label_image(target, prediction)
+            elif fmt == "nuclei_csv":
+                write_nuclei_csv(target, prediction, intensity_image(image))
+            elif fmt == "imagej_roi":
+                write_imagej_rois(target, prediction)
+        if "coco" in formats:
+            coco.extend(coco_results(stem, prediction))
+        if "kaggle_csv" in formats:
+            kaggle[stem] = prediction
+        counts[stem] = prediction.num_instances
+    if "coco" in formats:
+        write_coco_results(os.path.join(args.output, COCO_FILE), coco)
+    if "kaggle_csv" in formats:
+        write_kaggle(os.path.join(args.output, KAGGLE_FILE), kaggle)
+    print(f"wrote {', '.join(formats)} for {len(files)} image(s), {sum(counts.values())} nuclei, to {args.output}")
+    return counts
+
+
+if __name__ == "__main__":
+    main()

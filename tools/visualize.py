@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""Draw nuclei instance masks: coloured overlays, contours, or the error map beside ground truth.
+
+    python tools/visualize.py --config maskrcnnpp_tiny --weights out/model_best.pth --dataset nuclei_synth_test \\
+        --mode errors --max-images 8 --output vis/
+    python tools/visualize.py --results out/inference/dsb2018_test/coco_instances_results.json \\
+        --dataset dsb2018_test --mode contour --output vis/
+    python tools/visualize.py --config maskrcnnpp_r101 --weights model_best.pth --images my_folder/ --output vis/
+
+Predictions come from a model (--config + --weights) or a COCO results file (--results; image ids
+are matched to the dataset's image ids, or to file stems with --images, as tools/predict.py
+writes them). Images come from a registered dataset split (--dataset, which also gives the
+ground truth) or from files (--images FILE_OR_FOLDER). With --dataset and no predictions the
+ground truth alone is drawn. One PNG grid per image is written to --output:
+  overlay   image | ground truth | prediction, each nucleus filled in its own colour
+  contour   the same with outlines only (crowded nuclei)
+  errors    image | ground truth | prediction (contours) | error map: true positive, false negative
+            and false positive areas (the paper's Fig. 4; needs --dataset and predictions)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections import defaultdict
+from typing import Dict, Iterator, List, Optional, Tuple
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
+import numpy as np  # noqa: E402
+
+from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
+from maskrcnnpp.engine import setup_cfg, UserError, exit_on_user_error  # noqa: E402
+from maskrcnnpp.inference import ImageReadError, NucleiPredictor, read_image, to_uint8_rgb  # noqa: E402
+from maskrcnnpp.inference.image_io import list_image_files  # noqa: E402
+from maskrcnnpp.visualization import MODES, comparison_panels, compose_grid, save_png  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = parser.add_argument_group("predictions (one of)")
+    src.add_argument("--config", "-c", metavar="NAME_OR_FILE", help="model config file or bare name in configs/")
+    src.add_argument("--weights", "-w", help="model checkpoint (default: the config's MODEL.WEIGHTS)")
+    src.add_argument("--results", metavar="JSON", help="COCO results file (e.g. coco_instances_results.json)")
+    imgs = parser.add_argument_group("images (one of)")
+    imgs.add_argument("--dataset", metavar="NAME", help="registered dataset split, e.g. nuclei_synth_test, dsb2018_val")
+    imgs.add_argument("--images", metavar="FILE_OR_FOLDER", help="image file or folder (no ground truth)")
+    imgs.add_argument("--pattern", default=None, help="glob of the files to take from --images")
+    parser.add_argument("--mode", choices=MODES, default="overlay", help="what to draw (default: %(default)s)")
+    parser.add_argument("--max-images", type=int, default=8, help="draw at most this many images (default: %(default)s; 0: all)")
+    parser.add_argument("--output", "-o", required=True, metavar="FOLDER", help="folder for the PNG grids")
+    parser.add_argument("--scale", type=float, default=1.0, help="magnify panels by this factor (default: %(default)s)")
+    parser.add_argument("--score-thresh", type=float, default=None,
+                        help="draw predictions scoring at least this (default: the config's TEST.NUCLEI.SCORE_THRESH)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="device for --config models")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    return parser
+
+
+def check_args(args) -> None:
+    if args.config and args.results:
+        raise UserError("give either --config (a model) or --results (a COCO results file), not both")
+    if not (args.dataset or args.images):
+        raise UserError("give the images: --dataset NAME (with ground truth) or --images FILE_OR_FOLDER")
+    if args.dataset and args.images:
+        raise UserError("give either --dataset or --images, not both")
+    if not (args.config or args.results) and not args.dataset:
+        raise UserError("nothing to draw: give predictions (--config/--weights or --results) or a --dataset with ground truth")
+    if args.mode == "errors" and not (args.dataset and (args.config or args.results)):
+        raise UserError("--mode errors compares predictions with ground truth: it needs --dataset and --config or --results")
+    if args.max_images < 0:
+        raise UserError(f"--max-images must be >= 0, got {args.max_images}")
+    if args.scale <= 0:
+        raise UserError(f"--scale must be positive, got {args.scale}")
+
+
+def dataset_items(name: str, cfg) -> List[Dict]:
+    """The records of dataset ``name`` (a clear error when unknown or not prepared)."""
+    from detectron2.data import DatasetCatalog
+
+    from maskrcnnpp.data import setup_datasets
+    from maskrcnnpp.engine.trainer import check_datasets
+
+    setup_datasets(cfg)
+    check_cfg = cfg.clone()
+    check_cfg.defrost()
+    check_cfg.DATASETS.TRAIN, check_cfg.DATASETS.VAL, check_cfg.DATASETS.TEST = (), (), (name,)
+    check_datasets(check_cfg)
+    return DatasetCatalog.get(name)
+
+
+def load_results(path: str) -> Dict[str, List[dict]]:
+    """COCO results grouped by ``str(image_id)``."""
+    import json
+
+    if not os.path.isfile(path):
+        raise UserError(f"--results {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"--results {path} is not valid JSON: {e}") from None
+    if not isinstance(results, list) or any(not isinstance(r, dict) or "image_id" not in r or "segmentation" not in r for r in results):
+        raise UserError(f"--results {path} is not a COCO results file (a JSON list of entries with image_id, segmentation, score)")
+    grouped: Dict[str, List[dict]] = defaultdict(list)
+    for r in results:
+        grouped[str(r["image_id"])].append(r)
+    return grouped
+
+
+def results_labels(results: List[dict], shape: Tuple[int, int], score_thresh: float, where: str) -> np.ndarray:
+    """Label image of one image's COCO results scoring >= ``score_thresh`` (overlaps go to the higher score)."""
+    from maskrcnnpp.evaluation.label_images import NucleiEvaluationInputError, rles_to_label_image, segmentation_to_rle
+
+    kept = [r for r in results if float(r.get("score", 1.0)) >= score_thresh]
+    try:
+        rles = [segmentation_to_rle(r["segmentation"], shape[0], shape[1], where) for r in kept]
+    except NucleiEvaluationInputError as e:
+        raise UserError(str(e)) from None
+    return rles_to_label_image(rles, [float(r.get("score", 1.0)) for r in kept], shape)
+
+
+def iterate_images(args, cfg) -> Iterator[Tuple[str, str, Optional[np.ndarray]]]:
+    """(image id, file, ground-truth label image or None) of the images to draw."""
+    limit = args.max_images or None
+    if args.dataset:
+        from maskrcnnpp.evaluation import gt_label_image
+
+        for record in dataset_items(args.dataset, cfg)[:limit]:
+            yield str(record["image_id"]), record["file_name"], gt_label_image(record)[0]
+    else:
+        try:
+            files = list_image_files(args.images, args.pattern, "--images")
+        except ImageReadError as e:
+            raise UserError(str(e)) from None
+        for path in files[:limit]:
+            yield os.path.splitext(os.path.basename(path))[0], path, None
+
+
+def safe_name(image_id: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in image_id)
+
+
+@exit_on_user_error
+def main(argv=None) -> List[str]:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    check_args(args)
+    if args.config:
+        cfg = setup_cfg(args.config, args.opts, device=args.device)
+    else:
+        cfg = get_maskrcnnpp_cfg()
+        try:
+            cfg.merge_from_list(list(args.opts))
+        except (KeyError, ValueError) as e:
+            raise UserError(f"bad override in {list(args.opts)}: {e}") from None
+    items = list(iterate_images(args, cfg))  # input problems surface before the model is built
+    results = load_results(args.results) if args.results else None
+    predictor = NucleiPredictor(cfg, args.weights, score_thresh=args.score_thresh) if args.config else None
+    score_thresh = cfg.TEST.NUCLEI.SCORE_THRESH if args.score_thresh is None else args.score_thresh
+
+    written = []
+    missing = 0
+    for image_id, path, gt in items:
+        try:
+            raw = read_image(path)
+        except ImageReadError as e:
+            raise UserError(str(e)) from None
+        image = to_uint8_rgb(raw)
+        if gt is not None and gt.shape != image.shape[:2]:
+            raise UserError(f"{path}: image is {image.shape[:2]} but its ground truth is {gt.shape}")
+        pred = None
+        if predictor is not None:
+            pred = predictor.predict(raw).labels
+        elif results is not None:
+            missing += image_id not in results
+            pred = results_labels(results.get(image_id, []), image.shape[:2], score_thresh, f"{args.results} (image {image_id})")
+        panels = comparison_panels(image, args.mode, gt, pred, scale=args.scale)
+        target = os.path.join(args.output, f"{safe_name(image_id)}_{args.mode}.png")
+        save_png(target, compose_grid(panels))
+        written.append(target)
+    if results is not None and missing:
+        logging.getLogger("visualize").warning(
+            "%d of %d drawn image(s) have no entry in %s (image ids are matched to %s): drawn without predictions",
+            missing, len(written), args.results, "the dataset's image_id" if args.dataset else "file stems")
+    print(f"wrote {len(written)} {args.mode} grid(s) to {args.output}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
