@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Convert the Data Science Bowl 2018 nuclei data to COCO instances for Detectron2.
+
+    python datasets/prepare_dsb2018.py --src ../shared/data/dsb2018/stage1_train.zip --out datasets/dsb2018
+    python datasets/prepare_dsb2018.py --src stage1_test.zip --labels stage1_solution.csv --out datasets/dsb2018_stage1_test --split none
+
+--src is the Kaggle zip or its extracted folder (``<id>/images/<id>.png`` + ``<id>/masks/*.png``),
+or images only together with --labels, the released RLE CSV (ImageId,EncodedPixels[,Height,Width,Usage]).
+OUT receives images/<id>.png (RGB), annotations/all.json and, unless --split none,
+annotations/{train,val,test}.json (default 50/20/30 of the images, fixed by --seed), and
+manifest.json (counts, source sha256, every correction). Re-running with the same inputs is a
+no-op; OUT holding a different dataset is an error. Register the result with
+DATASETS.NUCLEI.DSB2018_ROOT=OUT or the environment variable MASKRCNNPP_DSB2018=OUT.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from maskrcnnpp.data.dsb2018 import DatasetError, parse_split, prepare_dsb2018  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", required=True, help="Kaggle zip or folder (stage1_train.zip), or images-only zip/folder with --labels")
+    parser.add_argument("--out", required=True, help="output folder (created; must be absent, empty, or hold this same dataset)")
+    parser.add_argument("--labels", default=None, help="Kaggle RLE CSV (stage1_train_labels.csv, stage1_solution.csv, ...)")
+    parser.add_argument("--split", default="0.5,0.2,0.3", help="train,val,test fractions of the images summing to 1, or 'none' (default: 0.5,0.2,0.3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default: 0)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: os.cpu_count())")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # Counts of corrections at INFO, each correction that changes pixels at WARNING; all in the manifest.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("maskrcnnpp.data.dsb2018").setLevel(logging.INFO)
+    try:
+        split = parse_split(args.split)
+        result = prepare_dsb2018(
+            args.src, args.out, labels=args.labels, split=split, seed=args.seed,
+            workers=args.workers, progress=not args.no_progress,
+        )
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    counts = result.manifest["counts"]
+    parts = ", ".join(f"{name} {c['images']}/{c['annotations']}" for name, c in counts["splits"].items())
+    corrections = ", ".join(f"{k} x{v}" for k, v in counts["corrections"].items()) or "none"
+    verb = {"unchanged": "already prepared, nothing to do", "created": "written", "rebuilt": "rewritten (was incomplete)"}[result.status]
+    print(f"{result.root}: {verb}. images/annotations: {parts}. corrections: {corrections}. "
+          f"Manifest: {os.path.join(str(result.root), 'manifest.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
