@@ -67,7 +67,8 @@ def test_resume_continues_from_the_last_checkpoint(trained):
     assert res.returncode == 0, res.stderr[-3000:]
     iters = [m["iteration"] for m in read_metrics(out / "metrics.json") if "total_loss" in m]
     assert max(iters) == 24
-    assert "Loading checkpoint from" in res.stderr + res.stdout and "model_final.pth" in res.stderr + res.stdout
+    log = res.stderr + res.stdout
+    assert "[Checkpointer] Loading from" in log and "model_final.pth" in log and "Starting training from iteration 20" in log
 
 
 def _assert_clean_error(res: subprocess.CompletedProcess, *fragments: str) -> None:
