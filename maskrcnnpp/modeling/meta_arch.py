@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 
-from .losses import bce_dice_loss
+from .semantic.losses import bce_dice_loss
 
 
 def foreground_target(gt_instances, padded_hw, out_hw, device) -> torch.Tensor:

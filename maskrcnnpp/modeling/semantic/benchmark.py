@@ -1,0 +1,186 @@
+"""Cost of each inference mode of a SemanticUNet: parameters used, FLOPs, latency.
+
+``measure_pruned_levels(cfg, size, device)`` is what ``tools/benchmark.py`` reports for U-Net vs
+UNet++ (ensemble and pruned L1..L4); ``python -m maskrcnnpp.modeling.semantic.benchmark`` prints it.
+Only the network is measured (normalised input -> probabilities), not post-processing.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from torch import nn
+
+from detectron2.modeling import build_model
+
+from .decoders import INFERENCE_MODES, node_name
+
+
+@contextmanager
+def record_executed_modules(model: nn.Module) -> Iterator[List[nn.Module]]:
+    """Collect, in call order, every module that owns parameters and runs inside the block."""
+    executed: List[nn.Module] = []
+    handles = [
+        m.register_forward_hook(lambda mod, inp, out: executed.append(mod))
+        for m in model.modules()
+        if any(True for _ in m.parameters(recurse=False))
+    ]
+    try:
+        yield executed
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def available_modes(model) -> List[str]:
+    """Inference modes worth reporting: "ensemble" when there are several heads, then L1..L4 when
+    the decoder can be pruned, else "final" (the single deepest head)."""
+    decoder = model.decoder
+    modes = ["ensemble"] if len(decoder.head_names) > 1 else []
+    pruned = [m for m in INFERENCE_MODES if m.startswith("L") and node_name(0, int(m[1:])) in decoder.heads]
+    return modes + (pruned if len(pruned) > 1 else ["final"])
+
+
+class _NetworkInMode(nn.Module):
+    def __init__(self, model: nn.Module, mode: str):
+        super().__init__()
+        self.model, self.mode = model, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.predict_probabilities(x, self.mode)
+
+
+def _latencies_ms(
+    fns: Dict[object, Callable[[], object]], device: torch.device, warmup: int, repeats: int
+) -> Dict[object, float]:
+    """Median wall time of each function; the functions take turns, so drifting machine load
+    (shared CPUs) biases none of them."""
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    times: Dict[object, List[float]] = {k: [] for k in fns}
+    for it in range(warmup + repeats):
+        for key, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            if it >= warmup:
+                times[key].append((time.perf_counter() - t0) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@torch.no_grad()
+def measure_pruned_levels(
+    cfg,
+    size: int = 256,
+    device: Optional[str] = None,
+    modes: Optional[Sequence[str]] = None,
+    warmup: int = 1,
+    repeats: int = 5,
+    model: Optional[nn.Module] = None,
+) -> List[Dict[str, object]]:
+    """Per inference mode: parameters (total and used), GMACs, conv layers run, median latency (ms).
+
+    Builds the model from ``cfg`` with random weights (``MODEL.WEIGHTS`` is not loaded; weights
+    do not change cost) unless ``model`` is given, and runs one ``size`` x ``size`` image.
+    ``gmacs`` is fvcore's count, which counts one multiply-add as one flop.
+    """
+    device = torch.device(device or cfg.MODEL.DEVICE)
+    model = _eval_model(cfg, device, model)
+    x = torch.randn(1, len(cfg.MODEL.PIXEL_MEAN), size, size, device=device)
+    rows = static_costs(model, x, modes)
+    runs = {r["mode"]: (lambda m=r["mode"]: model.predict_probabilities(x, m)) for r in rows}
+    latency = _latencies_ms(runs, device, warmup, repeats)
+    for r in rows:
+        r["latency_ms"] = latency[r["mode"]]
+    return rows
+
+
+def _eval_model(cfg, device: torch.device, model: Optional[nn.Module] = None) -> nn.Module:
+    if model is None:
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.DEVICE = str(device)
+        model = build_model(cfg)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def static_costs(model: nn.Module, x: torch.Tensor, modes: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
+    """Per mode: total and used parameters, fvcore GMACs and conv layers run on input ``x``."""
+    total = sum(p.numel() for p in model.parameters())
+    rows = []
+    for mode in modes or available_modes(model):
+        with record_executed_modules(model) as executed:
+            model.predict_probabilities(x, mode)
+        used = {id(m): m for m in executed}.values()
+        flops = FlopCountAnalysis(_NetworkInMode(model, mode), (x,))
+        flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        rows.append(
+            {
+                "mode": mode,
+                "params_total": total,
+                "params_used": sum(p.numel() for m in used for p in m.parameters(recurse=False)),
+                "gmacs": flops.total() / 1e9,
+                "convs_run": sum(isinstance(m, nn.Conv2d) for m in executed),
+            }
+        )
+    return rows
+
+
+def format_rows(name: str, rows: List[Dict[str, object]]) -> str:
+    """A plain-text table of :func:`measure_pruned_levels` rows."""
+    lines = [f"{'model':<22}{'mode':<10}{'params used (M)':>16}{'GMACs':>9}{'convs':>7}{'latency ms':>12}"]
+    for r in rows:
+        lines.append(
+            f"{name:<22}{r['mode']:<10}{r['params_used'] / 1e6:>16.2f}{r['gmacs']:>9.2f}"
+            f"{r['convs_run']:>7}{r['latency_ms']:>12.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    import maskrcnnpp  # noqa: F401  (compat measures, registrations)
+    from maskrcnnpp import get_maskrcnnpp_cfg, resolve_config_path
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", nargs="+", default=["unet_r101", "unetpp_r101"])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    tables, runs = {}, {}
+    with torch.no_grad():
+        for name in args.config_file:
+            cfg = get_maskrcnnpp_cfg()
+            cfg.merge_from_file(resolve_config_path(name))
+            cfg.merge_from_list(args.opts)
+            model = _eval_model(cfg, device)
+            x = torch.randn(1, len(cfg.MODEL.PIXEL_MEAN), args.size, args.size, device=device)
+            tables[name] = static_costs(model, x)
+            for r in tables[name]:
+                runs[(name, r["mode"])] = lambda model=model, x=x, m=r["mode"]: model.predict_probabilities(x, m)
+        # Every (model, mode) takes turns, so load drift on a shared machine favours none.
+        latency = _latencies_ms(runs, device, warmup=1, repeats=args.repeats)
+    for name, rows in tables.items():
+        for r in rows:
+            r["latency_ms"] = latency[(name, r["mode"])]
+        print(f"# {name} at {args.size}x{args.size} on {args.device}, params total {rows[0]['params_total'] / 1e6:.2f} M")
+        print(format_rows(name, rows))
+
+
+if __name__ == "__main__":
+    main()
