@@ -6,6 +6,7 @@ Periodic validation on ``DATASETS.VAL`` keeps the best checkpoint (``model_best.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import OrderedDict
@@ -21,6 +22,35 @@ from .cli import UserError
 logger = logging.getLogger(__name__)
 
 SEMANTIC_META_ARCH = "SemanticUNet"
+
+
+class KeepBestCheckpointer(hooks.BestCheckpointer):
+    """Detectron2's BestCheckpointer that survives ``--resume``.
+
+    Saving ``model_best`` through the trainer's checkpointer would tag it as the last checkpoint,
+    so a resume would restart from the best iteration and lose later progress: the previous tag
+    is restored after each save. The best value is kept in ``model_best.json`` and read back
+    before training, so a resumed run does not overwrite a better ``model_best.pth``.
+    """
+
+    def _state_file(self) -> str:
+        return os.path.join(self._checkpointer.save_dir, f"{self._file_prefix}.json")
+
+    def before_train(self) -> None:
+        if self.trainer.start_iter > 0 and os.path.isfile(self._state_file()):
+            with open(self._state_file()) as f:
+                state = json.load(f)
+            self.best_metric, self.best_iter = state["value"], state["iteration"]
+
+    def _best_checking(self) -> None:
+        last = self._checkpointer.get_checkpoint_file() if self._checkpointer.has_checkpoint() else None
+        before = (self.best_metric, self.best_iter)
+        super()._best_checking()
+        if (self.best_metric, self.best_iter) != before:
+            if last is not None:
+                self._checkpointer.tag_last_checkpoint(os.path.basename(last))
+            with open(self._state_file(), "w") as f:
+                json.dump({"metric": self._val_metric, "value": self.best_metric, "iteration": self.best_iter}, f)
 
 
 def check_datasets(cfg: CfgNode) -> None:
@@ -92,7 +122,7 @@ class NucleiTrainer(DefaultTrainer):
         writer_at = next((k for k, h in enumerate(ret) if isinstance(h, hooks.PeriodicWriter)), len(ret))
         new = [hooks.EvalHook(period, validate)]
         if period > 0 and self.cfg.SOLVER.BEST_CHECKPOINT_METRIC:
-            new.append(hooks.BestCheckpointer(period, self.checkpointer, self.cfg.SOLVER.BEST_CHECKPOINT_METRIC, mode="max"))
+            new.append(KeepBestCheckpointer(period, self.checkpointer, self.cfg.SOLVER.BEST_CHECKPOINT_METRIC, mode="max"))
         return ret[:writer_at] + new + ret[writer_at:]
 
     def final_test(self) -> "OrderedDict[str, Dict]":

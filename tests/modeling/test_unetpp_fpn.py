@@ -9,21 +9,14 @@ from detectron2.modeling.backbone.fpn import FPN
 from detectron2.structures import BitMasks, Instances
 from detectron2.utils.events import EventStorage
 
-from maskrcnnpp import get_maskrcnnpp_cfg, resolve_config_path
+from maskrcnnpp.engine import setup_cfg
 from maskrcnnpp.modeling.unetpp_fpn import NestedNode, UNetPlusPlusFPN
 
 
 def make_cfg(name: str = "maskrcnnpp_tiny.yaml", **overrides):
-    cfg = get_maskrcnnpp_cfg()
-    cfg.merge_from_file(resolve_config_path(name))
-    cfg.MODEL.DEVICE = "cpu"
-    for key, value in overrides.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = getattr(node, p)
-        setattr(node, leaf, value)
-    return cfg
+    """A config from configs/ on the CPU; ``overrides`` maps dotted keys to values."""
+    opts = [item for key, value in overrides.items() for item in (key, repr(value))]
+    return setup_cfg(name, opts, device="cpu")
 
 
 def pathway_param_count(widths, out_channels_unused=None, norm_params_per_channel=0, bias=True) -> int:

@@ -38,6 +38,10 @@ def test_train_checkpoints_validates_and_tests(trained):
     out, _, _, res = trained
     assert (out / "model_0000009.pth").is_file() and (out / "model_final.pth").is_file()
     assert (out / "model_best.pth").is_file()  # validation ran and kept the best
+    best = json.loads((out / "model_best.json").read_text())
+    assert best["metric"] == "nuclei/score" and best["iteration"] in (9, 19)
+    # Saving model_best must not make it the checkpoint that --resume continues from.
+    assert (out / "last_checkpoint").read_text().strip() == "model_final.pth"
     metrics = read_metrics(out / "metrics.json")
     iters = [m["iteration"] for m in metrics if "total_loss" in m]
     assert iters and max(iters) == 19

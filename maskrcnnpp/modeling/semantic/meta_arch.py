@@ -236,6 +236,7 @@ class SemanticUNet(nn.Module):
             out_h, out_w = int(x.get("height", h)), int(x.get("width", w))
             if (out_h, out_w) != (h, w):
                 prob = F.interpolate(prob[None], size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
+            prob = prob.float()  # autocast may hand back bfloat16/float16, which NumPy cannot take
             fg = prob[:1]
             boundary = prob[1:2] if self.boundary else None
             fg_np = fg[0].cpu().numpy()

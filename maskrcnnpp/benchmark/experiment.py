@@ -1,0 +1,417 @@
+"""The paper's Table V protocol: train each model with one budget, select on val, score on test.
+
+For every model (config) of an experiment: train on the TRAIN split for the same number of
+iterations (``budget_iters``, or a wall-clock ``budget_minutes`` converted to iterations from
+the model's measured training speed), validate periodically on VAL keeping the best checkpoint
+by ``SOLVER.BEST_CHECKPOINT_METRIC`` (``NucleiTrainer``), score that checkpoint on TEST with the
+nuclei evaluator, and measure parameters and inference latency. Each model's row is written
+to ``<out>/<model>/result.json`` as soon as it is known; a rerun skips finished models and
+resumes a partly trained one from its last checkpoint (``<out>/<model>/train``).
+
+Optional synthetic pretraining (``pretrain_iters`` > 0) first trains the model on the
+synthetic nuclei set, then starts the real training from its backbone weights; the pretraining
+iterations (or minutes) are taken out of the same total budget.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from detectron2.config import CfgNode
+from detectron2.engine import AMPTrainer, HookBase, SimpleTrainer
+
+from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
+from ..engine import NucleiTrainer, UserError, setup_cfg
+from .inputs import SyntheticBatches
+from .measure import count_parameters, inference_call
+from .timing import time_calls
+
+logger = logging.getLogger(__name__)
+
+DATA_SPLITS = {
+    "synthetic": ("nuclei_synth_train", "nuclei_synth_val", "nuclei_synth_test"),
+    "dsb2018": ("dsb2018_train", "dsb2018_val", "dsb2018_test"),
+}
+EXTERNAL_TEST_NAME = "experiment_external_test"
+# The paper's Table V (IoU and Dice in %, leaderboard score as a fraction), for reference only.
+PAPER_TABLE_V = {
+    "Mask R-CNN R-101": {"iou": 93.28, "dice": 87.91, "score": 0.401},
+    "Mask RCNN++ R-101": {"iou": 95.10, "dice": 91.36, "score": 0.414},
+    "U-Net R-101": {"iou": 91.03, "dice": 75.73, "score": 0.244},
+    "UNet++ R-101": {"iou": 92.55, "dice": 89.74, "score": 0.327},
+}
+TABLE_FIELDS = ("iou", "dice", "score", "aji", "pq", "ap", "params", "latency_ms_median")
+
+
+@dataclass
+class ExperimentPlan:
+    """What to run; see ``tools/experiment.py --help`` for each field."""
+
+    configs: Sequence[str]
+    out_dir: str
+    data: str = "synthetic"
+    budget_iters: Optional[int] = None
+    budget_minutes: Optional[float] = None
+    evals: int = 4
+    pretrain_iters: int = 0
+    pretrain_opts: Sequence[str] = ()
+    test_root: Optional[str] = None
+    test_split: Optional[str] = None
+    dsb_root: Optional[str] = None
+    device: Optional[str] = None
+    opts: Sequence[str] = ()
+    latency_size: int = 512
+    latency_iters: int = 5
+    calibration_iters: int = 5
+    force: bool = False
+
+    def __post_init__(self):
+        if self.data not in DATA_SPLITS:
+            raise UserError(f"--data must be one of {list(DATA_SPLITS)}, got {self.data!r}")
+        if (self.budget_iters is None) == (self.budget_minutes is None):
+            raise UserError("give exactly one budget: --budget-iters N or --budget-minutes M")
+        if self.budget_iters is not None and self.budget_iters < 1:
+            raise UserError(f"--budget-iters must be >= 1, got {self.budget_iters}")
+        if self.budget_minutes is not None and self.budget_minutes <= 0:
+            raise UserError(f"--budget-minutes must be > 0, got {self.budget_minutes}")
+        if self.evals < 1:
+            raise UserError(f"--evals must be >= 1, got {self.evals}")
+        if self.pretrain_iters < 0:
+            raise UserError(f"--pretrain-synthetic must be >= 0, got {self.pretrain_iters}")
+
+
+@dataclass
+class Run:
+    """One row of the table: a config trained from scratch, or after synthetic pretraining."""
+
+    config: str
+    pretrain_iters: int = 0
+
+    @property
+    def name(self) -> str:
+        base = os.path.splitext(os.path.basename(self.config))[0]
+        return f"{base}+synthpre{self.pretrain_iters}" if self.pretrain_iters else base
+
+
+def plan_runs(plan: ExperimentPlan) -> List[Run]:
+    """Every config from scratch and, with pretraining asked for, every config pretrained too."""
+    runs = [Run(c) for c in plan.configs]
+    if plan.pretrain_iters:
+        runs += [Run(c, plan.pretrain_iters) for c in plan.configs]
+    return runs
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def external_test_json(test_root: str, split: Optional[str]) -> Tuple[str, str]:
+    """(json, image root) of a folder prepared by ``datasets/prepare_dsb2018.py``.
+
+    ``split`` names ``annotations/<split>.json``; by default "test" when present, else "all".
+    """
+    ann_dir = os.path.join(test_root, "annotations")
+    images = os.path.join(test_root, "images")
+    if not os.path.isdir(ann_dir) or not os.path.isdir(images):
+        raise UserError(f"--test-root {test_root} is not a folder prepared by datasets/prepare_dsb2018.py "
+                        "(it needs images/ and annotations/<split>.json)")
+    candidates = [split] if split else ["test", "all"]
+    for name in candidates:
+        path = os.path.join(ann_dir, f"{name}.json")
+        if os.path.isfile(path):
+            return path, images
+    found = sorted(f[:-5] for f in os.listdir(ann_dir) if f.endswith(".json"))
+    raise UserError(f"--test-root {test_root}: no annotations/{candidates[0]}.json (splits there: {', '.join(found) or 'none'}); "
+                    "choose one with --test-split")
+
+
+def dataset_opts(plan: ExperimentPlan) -> List[str]:
+    """Overrides selecting the experiment's train/val/test datasets."""
+    train, val, test = DATA_SPLITS[plan.data]
+    if plan.test_root:
+        test = EXTERNAL_TEST_NAME
+    opts = ["DATASETS.TRAIN", f"('{train}',)", "DATASETS.VAL", f"('{val}',)", "DATASETS.TEST", f"('{test}',)"]
+    if plan.dsb_root:
+        opts += ["DATASETS.NUCLEI.DSB2018_ROOT", plan.dsb_root]
+    return opts
+
+
+def register_experiment_datasets(cfg: CfgNode, plan: ExperimentPlan) -> None:
+    """Register the configured nuclei datasets (and the external test folder) and check they load."""
+    from ..data import register_nuclei_coco, setup_datasets
+    from ..engine.trainer import check_datasets
+
+    setup_datasets(cfg)
+    if plan.test_root:
+        json_file, image_root = external_test_json(plan.test_root, plan.test_split)
+        register_nuclei_coco(EXTERNAL_TEST_NAME, json_file, image_root)
+    check_datasets(cfg)
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def schedule_opts(cfg: CfgNode, iters: int, evals: int, out_dir: str) -> List[str]:
+    """Overrides fitting the config's LR schedule to ``iters`` iterations with ``evals`` validations.
+
+    Step milestones and warm-up are scaled by ``iters / SOLVER.MAX_ITER``; checkpoints are
+    written at every validation so a stopped run resumes close to where it was.
+    """
+    scale = iters / cfg.SOLVER.MAX_ITER
+    # milestones that fall on iteration 0 or past the end have no effect and break fvcore's scheduler
+    steps = tuple(sorted({int(s * scale) for s in cfg.SOLVER.STEPS} & set(range(1, iters))))
+    period = max(1, iters // evals)
+    return [
+        "SOLVER.MAX_ITER", str(iters),
+        "SOLVER.STEPS", str(steps),
+        "SOLVER.WARMUP_ITERS", str(min(cfg.SOLVER.WARMUP_ITERS, max(0, int(cfg.SOLVER.WARMUP_ITERS * scale)))),
+        "SOLVER.CHECKPOINT_PERIOD", str(period),
+        "TEST.EVAL_PERIOD", str(period),
+        "OUTPUT_DIR", out_dir,
+    ]
+
+
+class _IterationTimer(HookBase):
+    """Records the wall-clock time of every training iteration after the first."""
+
+    def __init__(self):
+        self.times: List[float] = []
+        self._t0 = 0.0
+
+    def before_step(self):
+        self._t0 = time.perf_counter()
+
+    def after_step(self):
+        if self.trainer.iter > self.trainer.start_iter:
+            self.times.append(time.perf_counter() - self._t0)
+
+
+def seconds_per_iteration(cfg: CfgNode, iters: int) -> float:
+    """Median seconds of one training iteration of ``cfg`` (model, optimizer and loader as the
+    trainer builds them), from ``iters`` + 1 throw-away iterations; nothing is written to disk."""
+    model = NucleiTrainer.build_model(cfg)
+    optimizer = NucleiTrainer.build_optimizer(cfg, model)
+    loader = NucleiTrainer.build_train_loader(cfg)
+    trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, loader, optimizer)
+    timer = _IterationTimer()
+    trainer.register_hooks([timer])
+    trainer.train(0, iters + 1)
+    times = sorted(timer.times)
+    return times[len(times) // 2]
+
+
+def _json_load(path: str) -> Optional[dict]:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def finite_or_none(value):
+    """``value`` with every NaN/Inf float (e.g. COCO's AP of an absent size range) replaced by None."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_dump(path: str, obj) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(finite_or_none(obj), f, indent=2, allow_nan=False)
+    os.replace(tmp, path)  # a crash never leaves a half-written result
+
+
+def resolve_budget(plan: ExperimentPlan, run: Run, cfg: CfgNode, pre_cfg: Optional[CfgNode], run_dir: str) -> Dict:
+    """Iterations for pretraining and for the main training of ``run`` under the plan's budget.
+
+    Minutes are turned into iterations with measured seconds/iteration (evaluation time not
+    counted); the result is stored in ``budget.json`` so a resumed run keeps the same schedule.
+    """
+    path = os.path.join(run_dir, "budget.json")
+    stored = _json_load(path)
+    if stored is not None:
+        return stored
+    pre = run.pretrain_iters
+    if plan.budget_iters is not None:
+        if pre >= plan.budget_iters:
+            raise UserError(f"--pretrain-synthetic {pre} leaves no iterations of the --budget-iters {plan.budget_iters}")
+        budget = {"kind": "iterations", "total_iters": plan.budget_iters, "pretrain_iters": pre,
+                  "train_iters": plan.budget_iters - pre}
+    else:
+        seconds = plan.budget_minutes * 60.0
+        s_pre = 0.0
+        if pre:
+            register_experiment_datasets(pre_cfg, plan)
+            s_pre = seconds_per_iteration(pre_cfg, plan.calibration_iters)
+        register_experiment_datasets(cfg, plan)
+        s_train = seconds_per_iteration(cfg, plan.calibration_iters)
+        left = seconds - pre * s_pre
+        if left < s_train:
+            raise UserError(f"--pretrain-synthetic {pre} takes ~{pre * s_pre / 60:.1f} min of the {plan.budget_minutes} min budget; "
+                            "nothing is left for training")
+        budget = {"kind": "minutes", "minutes": plan.budget_minutes, "seconds_per_iter": s_train,
+                  "pretrain_seconds_per_iter": s_pre if pre else None, "pretrain_iters": pre,
+                  "train_iters": max(1, int(math.floor(left / s_train)))}
+        budget["total_iters"] = budget["train_iters"] + pre
+    _json_dump(path, budget)
+    return budget
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _train(cfg: CfgNode) -> Tuple[NucleiTrainer, int, float]:
+    """Train ``cfg`` (resuming from OUTPUT_DIR's last checkpoint); return trainer, start iteration, seconds."""
+    trainer = NucleiTrainer(cfg)
+    try:
+        trainer.resume_or_load(resume=True)
+    except Exception as e:  # noqa: BLE001  (download / IO errors come in many types)
+        weights = cfg.MODEL.WEIGHTS
+        if "://" in weights and not os.path.exists(weights):
+            raise UserError(f"cannot load MODEL.WEIGHTS={weights} ({type(e).__name__}: {e}); offline, use the "
+                            "*_scratch.yaml configs") from None
+        raise
+    start = trainer.start_iter
+    t0 = time.perf_counter()
+    if start < cfg.SOLVER.MAX_ITER:
+        trainer.train()
+    return trainer, start, time.perf_counter() - t0
+
+
+def pretrain_backbone(cfg: CfgNode, plan: ExperimentPlan, iters: int, pre_dir: str) -> str:
+    """Train ``cfg`` on the synthetic nuclei set for ``iters`` iterations; return a weights file
+    holding only its backbone (what the main training starts from)."""
+    out = os.path.join(pre_dir, "backbone.pth")
+    if os.path.isfile(out):
+        return out
+    trainer, _, _ = _train(cfg)
+    state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items() if k.startswith("backbone.")}
+    if not state:
+        raise RuntimeError(f"{cfg.MODEL.META_ARCHITECTURE} has no 'backbone.' parameters to transfer")
+    tmp = out + ".tmp"
+    torch.save({"model": state, "__source__": f"synthetic pretraining, {iters} iterations"}, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def build_run_cfg(plan: ExperimentPlan, run: Run, extra: Sequence[str] = ()) -> CfgNode:
+    return setup_cfg(run.config, list(plan.opts) + dataset_opts(plan) + list(extra), device=plan.device)
+
+
+def pretrain_cfg(plan: ExperimentPlan, run: Run, iters: int, pre_dir: str) -> CfgNode:
+    """The run's config on the synthetic splits for ``iters`` iterations (validated on the
+    synthetic val split only at the end; the experiment's own val/test sets are not touched)."""
+    base = build_run_cfg(plan, run)
+    train, val, test = DATA_SPLITS["synthetic"]
+    opts = list(plan.opts) + list(plan.pretrain_opts) + schedule_opts(base, max(1, iters), 1, pre_dir)
+    opts += ["DATASETS.TRAIN", f"('{train}',)", "DATASETS.VAL", f"('{val}',)", "DATASETS.TEST", f"('{test}',)",
+             "TEST.EVAL_PERIOD", "0"]
+    return setup_cfg(run.config, opts, device=plan.device)
+
+
+def measure_latency(cfg: CfgNode, model, size: int, iters: int) -> Dict[str, float]:
+    """Median/p90 end-to-end inference latency of the trained ``model`` on a synthetic ``size`` image."""
+    device = torch.device(cfg.MODEL.DEVICE)
+    model.eval()
+    with SyntheticBatches(cfg, size, pool=1) as data:
+        stats = time_calls(inference_call(model, data.inference(1), amp=False), device, warmup=1, iters=iters)
+    return {"latency_ms_median": stats.median_ms, "latency_ms_p90": stats.p90_ms, "latency_size": size}
+
+
+def table_values(test_results: Dict) -> Dict[str, Optional[float]]:
+    """IoU/Dice (%), leaderboard score, AJI, PQ (fractions) and mask AP (%) from evaluator output."""
+    nuclei = test_results.get("nuclei", {})
+    segm = test_results.get("segm", {})
+
+    def pct(v):
+        return None if v is None else 100.0 * v
+
+    return {
+        "iou": pct(nuclei.get("iou")), "dice": pct(nuclei.get("dice")), "score": nuclei.get("score"),
+        "aji": nuclei.get("aji"), "pq": nuclei.get("pq"), "ap": segm.get("AP"),
+    }
+
+
+def run_one(plan: ExperimentPlan, run: Run) -> Dict:
+    """Train, select, test and measure one run; returns (and stores) its result row."""
+    run_dir = os.path.join(plan.out_dir, run.name)
+    result_path = os.path.join(run_dir, "result.json")
+    done = _json_load(result_path)
+    if done is not None and not plan.force:
+        logger.info("%s: result exists (%s), skipped", run.name, result_path)
+        return done
+    probe = build_run_cfg(plan, run)
+    register_experiment_datasets(probe, plan)
+    pre_dir = os.path.join(run_dir, "pretrain")
+    pre_probe = pretrain_cfg(plan, run, run.pretrain_iters, pre_dir) if run.pretrain_iters else None
+    budget = resolve_budget(plan, run, probe, pre_probe, run_dir)
+    extra: List[str] = []
+    if run.pretrain_iters:
+        pre = pretrain_cfg(plan, run, budget["pretrain_iters"], pre_dir)
+        register_experiment_datasets(pre, plan)
+        extra += ["MODEL.WEIGHTS", pretrain_backbone(pre, plan, budget["pretrain_iters"], pre_dir)]
+    train_dir = os.path.join(run_dir, "train")
+    cfg = build_run_cfg(plan, run, schedule_opts(probe, budget["train_iters"], plan.evals, train_dir) + extra)
+    register_experiment_datasets(cfg, plan)
+    trainer, start_iter, seconds = _train(cfg)
+    test = trainer.final_test()
+    test_name = cfg.DATASETS.TEST[0]
+    test = test.get(test_name, test)  # DefaultTrainer.test unwraps a single dataset's results
+    best = os.path.join(train_dir, "model_best.pth")
+    row = {
+        "model": run.name, "config": run.config, "data": plan.data, "test_dataset": test_name,
+        "test_root": plan.test_root, "device": cfg.MODEL.DEVICE,
+        "initial_weights": cfg.MODEL.WEIGHTS or "none (from scratch)",
+        "pretrain_synthetic_iters": run.pretrain_iters, "budget": budget,
+        "train_iters": cfg.SOLVER.MAX_ITER, "start_iter": start_iter, "train_seconds_this_session": seconds,
+        "selected_checkpoint": os.path.basename(best) if os.path.isfile(best) else "model_final.pth",
+        "selection_metric": cfg.SOLVER.BEST_CHECKPOINT_METRIC,
+        **table_values(test),
+        "params": count_parameters(trainer.model),
+        **measure_latency(cfg, trainer.model, plan.latency_size, plan.latency_iters),
+        "test_results": test,
+    }
+    _json_dump(result_path, row)
+    return _json_load(result_path)  # the stored row, so a fresh and a skipped run return the same
+
+
+def run_experiment(plan: ExperimentPlan) -> Dict:
+    """Every run of ``plan`` (finished ones read back); returns ``{"plan", "rows", "paper_table_v"}``."""
+    rows = [run_one(plan, run) for run in plan_runs(plan)]
+    return {"plan": asdict(plan), "rows": rows, "paper_table_v": PAPER_TABLE_V}
+
+
+def _fmt(v, fmt):
+    return "n/a" if v is None else fmt.format(v)
+
+
+def experiment_markdown(report: Dict, command: Optional[str] = None) -> str:
+    """The experiment's table (IoU, Dice, score, AJI, PQ, AP, params, latency) and Table V beside."""
+    lines = []
+    if command:
+        lines.append(f"Command: `{command}`\n")
+    lines += ["| model | iterations | IoU % | Dice % | score | AJI | PQ | mask AP | params M | latency ms (size) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        pre = f" ({r['pretrain_synthetic_iters']} synthetic + {r['train_iters']})" if r["pretrain_synthetic_iters"] else ""
+        lines.append("| " + " | ".join([
+            r["model"], f"{r['train_iters']}{pre}" if not pre else pre.strip(" ()"),
+            _fmt(r["iou"], "{:.2f}"), _fmt(r["dice"], "{:.2f}"), _fmt(r["score"], "{:.3f}"), _fmt(r["aji"], "{:.3f}"),
+            _fmt(r["pq"], "{:.3f}"), _fmt(r["ap"], "{:.1f}"), f"{r['params'] / 1e6:.2f}",
+            f"{_fmt(r['latency_ms_median'], '{:.1f}')} ({r['latency_size']})",
+        ]) + " |")
+    lines += ["", "Paper Table V (for reference; not measured here):", "", "| model | IoU % | Dice % | score |", "|---|---|---|---|"]
+    for name, v in report["paper_table_v"].items():
+        lines.append(f"| {name} | {v['iou']:.2f} | {v['dice']:.2f} | {v['score']:.3f} |")
+    return "\n".join(lines) + "\n"

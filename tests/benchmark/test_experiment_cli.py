@@ -1,0 +1,88 @@
+"""tools/experiment.py end to end on CPU: tiny models, synthetic data, an external test folder,
+synthetic pretraining, resuming (smoke run; no accuracy or timing is asserted)."""
+import json
+import os
+
+import pytest
+import torch
+
+from maskrcnnpp.benchmark.experiment import TABLE_FIELDS
+from maskrcnnpp.data import build_synthetic_dataset
+from maskrcnnpp.engine import UserError
+
+from benchmark_testutils import FAST_OPTS, load_tool
+
+RUNS = ["unetpp_tiny", "maskrcnnpp_tiny", "unetpp_tiny+synthpre1", "maskrcnnpp_tiny+synthpre1"]
+
+
+def experiment_args(out, test_root):
+    return [
+        "--data", "synthetic", "--configs", "unetpp_tiny", "maskrcnnpp_tiny", "--budget-iters", "2", "--evals", "1",
+        "--pretrain-synthetic", "1", "--test-root", str(test_root), "--latency-size", "64", "--latency-iters", "1",
+        "--out", str(out), *FAST_OPTS, "SOLVER.IMS_PER_BATCH", "1",
+    ]
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    base = tmp_path_factory.mktemp("experiment")
+    test_root = base / "external"
+    build_synthetic_dataset(test_root, num_images=1, size=64, seed=7, split="test")
+    tool = load_tool("experiment")
+    report = tool.main(experiment_args(base / "out", test_root))
+    return tool, base, test_root, report
+
+
+def test_every_field_for_every_model(experiment):
+    _, base, _, report = experiment
+    stored = json.loads((base / "out" / "experiment.json").read_text())
+    assert [r["model"] for r in stored["rows"]] == RUNS
+    for row in stored["rows"]:
+        missing = [k for k in TABLE_FIELDS if row.get(k) is None]
+        assert not missing, f"{row['model']}: {missing}"
+        # scored on the external folder, with the checkpoint selected on the synthetic val split
+        assert row["test_dataset"] == "experiment_external_test"
+        assert row["test_results"]["nuclei"]["score"] == row["score"]
+        assert row["iou"] == pytest.approx(100 * row["test_results"]["nuclei"]["iou"])
+        assert row["selected_checkpoint"] == "model_best.pth"
+        assert row["budget"]["total_iters"] == 2
+    markdown = (base / "out" / "experiment.md").read_text()
+    for name in RUNS:
+        assert f"| {name} |" in markdown
+    assert "| Mask RCNN++ R-101 | 95.10 | 91.36 | 0.414 |" in markdown
+
+
+def test_pretraining_shares_the_budget_and_transfers_only_the_backbone(experiment):
+    _, base, _, report = experiment
+    rows = {r["model"]: r for r in report["rows"]}
+    scratch, pre = rows["maskrcnnpp_tiny"], rows["maskrcnnpp_tiny+synthpre1"]
+    assert (scratch["train_iters"], scratch["pretrain_synthetic_iters"]) == (2, 0)
+    assert (pre["train_iters"], pre["pretrain_synthetic_iters"]) == (1, 1)
+    assert pre["initial_weights"].endswith(os.path.join("pretrain", "backbone.pth"))
+    state = torch.load(pre["initial_weights"], map_location="cpu", weights_only=False)["model"]
+    assert state and all(k.startswith("backbone.") for k in state)
+    assert any(".bottom_up." in k for k in state)
+
+
+def test_rerun_skips_finished_models_and_resumes_an_interrupted_one(experiment):
+    tool, base, test_root, report = experiment
+    out = base / "out"
+    final = out / "unetpp_tiny" / "train" / "model_final.pth"
+    stamp = final.stat().st_mtime_ns
+    (out / "unetpp_tiny" / "result.json").unlink()  # as if stopped after training, before the test
+    again = tool.main(experiment_args(out, test_root))
+    rows = {r["model"]: r for r in again["rows"]}
+    # resumed from the last checkpoint, which is past the budget: nothing is trained again
+    assert rows["unetpp_tiny"]["start_iter"] >= rows["unetpp_tiny"]["train_iters"] == 2
+    assert final.stat().st_mtime_ns == stamp
+    for name in RUNS[1:]:
+        assert rows[name] == {r["model"]: r for r in report["rows"]}[name]  # read back, not redone
+
+
+def test_bad_budget_and_test_root_are_user_errors(tmp_path):
+    from maskrcnnpp.benchmark.experiment import ExperimentPlan, external_test_json
+
+    with pytest.raises(UserError, match="exactly one budget"):
+        ExperimentPlan(configs=["unet_tiny"], out_dir=str(tmp_path))
+    with pytest.raises(UserError, match="prepare_dsb2018"):
+        external_test_json(str(tmp_path), None)

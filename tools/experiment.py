@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Reproduce the paper's Table V protocol: same budget, select on val, score on test, one table.
+
+    # short run on prepared DSB 2018 (minutes on one GPU), from scratch (no ImageNet download)
+    python tools/experiment.py --data dsb2018 --dsb-root datasets/dsb2018 --budget-iters 2000 --device cuda \\
+        --configs maskrcnn_r101_scratch maskrcnnpp_r101_scratch unet_r101_scratch unetpp_r101_scratch --out runs/table5
+    # the same with an equal wall-clock budget, plus synthetic backbone pretraining variants
+    python tools/experiment.py --data dsb2018 --budget-minutes 60 --pretrain-synthetic 1000 --out runs/table5_60min
+    # score on another prepared folder (e.g. DSB stage 1 test with its released solution)
+    python tools/experiment.py --data dsb2018 --budget-iters 2000 --test-root datasets/dsb2018_stage1_test --out runs/s1test
+
+Each model is trained on DATASETS' train split with the same budget, validated periodically on
+val (best checkpoint by SOLVER.BEST_CHECKPOINT_METRIC, default nuclei/score), and that checkpoint
+is scored on test (or --test-root) with the nuclei evaluator. Rows: IoU, Dice, leaderboard score,
+AJI, PQ, mask AP, parameters and inference latency. Results go to OUT/<model>/result.json as
+each model finishes; rerunning skips finished models and resumes interrupted ones from their
+last checkpoint. OUT/experiment.json and OUT/experiment.md hold the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from maskrcnnpp.benchmark.experiment import ExperimentPlan, experiment_markdown, run_experiment  # noqa: E402
+from maskrcnnpp.engine import exit_on_user_error  # noqa: E402
+
+DEFAULT_CONFIGS = ["maskrcnn_r101_scratch", "maskrcnnpp_r101_scratch", "unet_r101_scratch", "unetpp_r101_scratch"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, metavar="NAME_OR_FILE",
+                   help=f"models to compare (default: {' '.join(DEFAULT_CONFIGS)})")
+    p.add_argument("--data", choices=["synthetic", "dsb2018"], default="dsb2018",
+                   help="train/val/test splits: dsb2018_* (prepared DSB 2018) or nuclei_synth_*")
+    p.add_argument("--dsb-root", default=None, help="folder prepared by datasets/prepare_dsb2018.py (DATASETS.NUCLEI.DSB2018_ROOT)")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-iters", type=int, help="training iterations per model (pretraining included)")
+    budget.add_argument("--budget-minutes", type=float,
+                        help="training minutes per model, turned into iterations from each model's measured speed")
+    p.add_argument("--evals", type=int, default=4, help="validations (and checkpoints) during each training")
+    p.add_argument("--pretrain-synthetic", type=int, default=0, metavar="N",
+                   help="also run every model after N iterations of pretraining on synthetic nuclei (backbone "
+                        "transferred), within the same total budget")
+    p.add_argument("--pretrain-opts", nargs="+", default=[], metavar="KEY VALUE",
+                   help="config overrides for the pretraining only, e.g. DATASETS.NUCLEI.SYNTH_IMAGES [400,12,12]")
+    p.add_argument("--test-root", default=None, help="score on this folder prepared by datasets/prepare_dsb2018.py instead")
+    p.add_argument("--test-split", default=None, help="annotations/<split>.json of --test-root (default: test, else all)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override MODEL.DEVICE")
+    p.add_argument("--latency-size", type=int, default=512, help="square input size of the latency figure")
+    p.add_argument("--latency-iters", type=int, default=5, help="timed inferences for the latency figure")
+    p.add_argument("--calibration-iters", type=int, default=5, help="iterations timed to convert --budget-minutes")
+    p.add_argument("--force", action="store_true", help="redo models whose result.json exists (checkpoints are reused)")
+    p.add_argument("--out", required=True, help="experiment folder (resumable)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... for every model")
+    return p
+
+
+@exit_on_user_error
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    setup_logger(name="detectron2")
+    setup_logger(name="maskrcnnpp")
+    logging.getLogger("maskrcnnpp").setLevel(logging.INFO)
+    plan = ExperimentPlan(
+        configs=args.configs, out_dir=args.out, data=args.data, budget_iters=args.budget_iters,
+        budget_minutes=args.budget_minutes, evals=args.evals, pretrain_iters=args.pretrain_synthetic,
+        pretrain_opts=args.pretrain_opts, test_root=args.test_root, test_split=args.test_split,
+        dsb_root=args.dsb_root, device=args.device, opts=args.opts, latency_size=args.latency_size,
+        latency_iters=args.latency_iters, calibration_iters=args.calibration_iters, force=args.force,
+    )
+    report = run_experiment(plan)
+    command = "python tools/experiment.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    report["command"] = command
+    os.makedirs(args.out, exist_ok=True)
+    markdown = experiment_markdown(report, command)
+    for name, text in (("experiment.json", json.dumps(report, indent=2)), ("experiment.md", markdown)):
+        path = os.path.join(args.out, name)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    print(markdown)
+    return report
+
+
+if __name__ == "__main__":
+    main()
