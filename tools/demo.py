@@ -50,6 +50,7 @@ def parse_args(argv=None):
     g.add_argument("--max-images", type=int, default=4, help="test images to visualise per model")
     g = ap.add_argument_group("hardware")
     g.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available, else cpu")
+    ap.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides for every model")
     return ap.parse_args(argv)
 
 
@@ -57,7 +58,8 @@ def train_and_score(config: str, args) -> dict:
     """Train ``config`` on the chosen data, validate, score the test split; return its metrics."""
     train, val, test = DATASETS[args.data]
     out = os.path.join(args.output, os.path.splitext(os.path.basename(config))[0])
-    opts = ["OUTPUT_DIR", out, "DATASETS.TRAIN", f"('{train}',)", "DATASETS.VAL", f"('{val}',)", "DATASETS.TEST", f"('{test}',)"]
+    opts = ["OUTPUT_DIR", out, "DATASETS.TRAIN", f"('{train}',)", "DATASETS.VAL", f"('{val}',)", "DATASETS.TEST", f"('{test}',)",
+            *args.opts]
     if args.iters is not None:
         opts += ["SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", f"({int(args.iters * 0.8)},)",
                  "SOLVER.WARMUP_ITERS", str(min(100, args.iters // 5)), "SOLVER.CHECKPOINT_PERIOD", str(args.iters)]

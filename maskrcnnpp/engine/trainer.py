@@ -126,9 +126,15 @@ class NucleiTrainer(DefaultTrainer):
         return ret[:writer_at] + new + ret[writer_at:]
 
     def final_test(self) -> "OrderedDict[str, Dict]":
-        """Score DATASETS.TEST with the best validated checkpoint (or the final weights)."""
+        """Score DATASETS.TEST with the best validated checkpoint (or the final weights).
+
+        Returns ``{dataset_name: results}`` for every test dataset (DefaultTrainer.test unwraps a
+        single dataset's results; this does not, so callers index by name).
+        """
         best = os.path.join(self.cfg.OUTPUT_DIR, "model_best.pth")
         if os.path.isfile(best):
             logger.info("Final test with the best validated checkpoint %s", best)
             self.checkpointer.load(best, checkpointables=[])
-        return self.test(self.cfg, self.model)
+        results = self.test(self.cfg, self.model)
+        names = list(self.cfg.DATASETS.TEST)
+        return OrderedDict([(names[0], results)]) if len(names) == 1 else results
