@@ -36,8 +36,10 @@ $(STAMP): setup.py tools/install_detectron2.py Makefile
 	  || fail "import maskrcnnpp"; \
 	touch $(STAMP)
 
+# pytest's exit code 5 (no test collected) is a failure: the suite did not run.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
 
 demo: setup
 	$(PY) tools/demo.py $(DEMO_ARGS)
@@ -47,7 +49,7 @@ clean:
 
 # Offline install for air-gapped nodes (e.g. a GPU node with a CUDA torch already installed):
 # on a connected machine `make wheelhouse TARGET_PY=3.12`, copy the folder, then on the node
-# `make install-offline WHEELHOUSE=path PY=python3.12`.
+# `make install-offline WHEELHOUSE=path PYTHON=python3.12`.
 wheelhouse: setup
 	$(PY) tools/build_wheelhouse.py --out $(WHEELHOUSE) --python-version $(TARGET_PY)
 

@@ -31,6 +31,17 @@ def test_config_loads(name):
     assert cfg.OUTPUT_DIR.startswith("output/"), "each leaf writes to its own output folder"
 
 
+@pytest.mark.parametrize("name", LEAVES)
+def test_every_config_builds_its_model(name):
+    from detectron2.modeling import build_model
+
+    cfg = load(name)
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    assert type(model).__name__ == cfg.MODEL.META_ARCHITECTURE
+    assert sum(p.numel() for p in model.parameters()) > 1_000_000
+
+
 @pytest.mark.parametrize("name", RCNN)
 def test_rcnn_configs_are_tuned_for_nuclei(name):
     cfg = load(name)
@@ -45,6 +56,7 @@ def test_rcnn_configs_are_tuned_for_nuclei(name):
         assert cfg.MODEL.META_ARCHITECTURE == "MaskRCNNPlusPlus"
     else:
         assert cfg.MODEL.BACKBONE.NAME == "build_resnet_fpn_backbone"
+        assert cfg.MODEL.META_ARCHITECTURE == "NucleiRCNN"
     if "scratch" in name or "tiny" in name:
         assert cfg.MODEL.WEIGHTS == "" and cfg.MODEL.RESNETS.NORM == "GN" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
         assert cfg.MODEL.FPN.NORM == cfg.MODEL.UNETPP_FPN.NORM == "GN"

@@ -74,17 +74,19 @@ def train_and_score(config: str, args) -> dict:
     trainer.train()
     results = trainer.final_test()[test]
     results["train_seconds"] = time.perf_counter() - start
-    weights = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
-    visualize(config, weights, test, os.path.join(cfg.OUTPUT_DIR, "vis"), args, opts)
+    # Draw the checkpoint that was scored: final_test uses model_best.pth when validation kept one.
+    best = os.path.join(cfg.OUTPUT_DIR, "model_best.pth")
+    weights = best if os.path.isfile(best) else os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    visualize(config, weights, test, os.path.join(cfg.OUTPUT_DIR, "vis"), device, args, opts)
     return results
 
 
-def visualize(config: str, weights: str, dataset: str, out: str, args, opts) -> None:
+def visualize(config: str, weights: str, dataset: str, out: str, device: str, args, opts) -> None:
     """Error maps (paper Fig. 4 colours) and instance overlays of the first test images."""
     for mode in ("errors", "overlay"):
         cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "visualize.py"),
                "--config", config, "--weights", weights, "--dataset", dataset, "--mode", mode,
-               "--max-images", str(args.max_images), "--output", os.path.join(out, mode), "--device", "cpu", *opts]
+               "--max-images", str(args.max_images), "--output", os.path.join(out, mode), "--device", device, *opts]
         if subprocess.call(cmd) != 0:
             raise UserError(f"visualisation failed: {' '.join(cmd)}")
 

@@ -71,17 +71,27 @@ def load_weights(cfg, model, args, checkpointer) -> None:
         raise
 
 
+def build_or_explain(build, cfg):
+    """Run a model/trainer builder; a config ValueError naming a MODEL.* key becomes a UserError."""
+    try:
+        return build(cfg)
+    except ValueError as e:
+        if "MODEL." in str(e):
+            raise UserError(str(e)) from None
+        raise
+
+
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        model = NucleiTrainer.build_model(cfg)
+        model = build_or_explain(NucleiTrainer.build_model, cfg)
         load_weights(cfg, model, args, None)
         res = NucleiTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
         return res
 
-    trainer = NucleiTrainer(cfg)
+    trainer = build_or_explain(NucleiTrainer, cfg)
     load_weights(cfg, trainer.model, args, trainer.checkpointer)
     if args.resume and trainer.checkpointer.has_checkpoint():
         trainer.start_iter = trainer.iter + 1
@@ -92,8 +102,9 @@ def main(args):
 @exit_on_user_error
 def cli(argv=None):
     args = build_parser().parse_args(argv)
-    if args.num_gpus == 0 or args.device == "cpu":
-        args.num_gpus = 1 if args.num_gpus == 0 else args.num_gpus
+    if args.device == "cpu" and args.num_gpus > 1:
+        raise UserError(f"--num-gpus {args.num_gpus} with --device cpu: multi-process training needs CUDA; use --num-gpus 1")
+    args.num_gpus = max(args.num_gpus, 1)
     logging.getLogger("maskrcnnpp").setLevel(logging.INFO)
     return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                   dist_url=args.dist_url, args=(args,))

@@ -297,6 +297,18 @@ def write_kaggle_csv(
     empty are dropped. Every image gets at least one row (empty ``EncodedPixels`` when it has no
     nuclei). ``with_size`` adds Height and Width columns as in the solution files.
     """
+    # Written beside the target and renamed when complete: a bad prediction never leaves half a CSV.
+    tmp = f"{os.fspath(path)}.partial-{os.getpid()}"
+    try:
+        n_rows = _write_kaggle_rows(tmp, predictions, with_size)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return n_rows
+
+
+def _write_kaggle_rows(path: str, predictions: Mapping[str, Prediction], with_size: bool) -> int:
     n_rows = 0
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")

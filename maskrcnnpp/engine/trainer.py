@@ -49,6 +49,8 @@ class KeepBestCheckpointer(hooks.BestCheckpointer):
         if (self.best_metric, self.best_iter) != before:
             if last is not None:
                 self._checkpointer.tag_last_checkpoint(os.path.basename(last))
+            else:  # no periodic checkpoint yet: --resume must start afresh, not from model_best
+                os.remove(os.path.join(self._checkpointer.save_dir, "last_checkpoint"))
             with open(self._state_file(), "w") as f:
                 json.dump({"metric": self._val_metric, "value": self.best_metric, "iteration": self.best_iter}, f)
 
@@ -110,19 +112,28 @@ class NucleiTrainer(DefaultTrainer):
 
     def build_hooks(self) -> List[hooks.HookBase]:
         ret = super().build_hooks()
-        val = list(self.cfg.DATASETS.VAL) or list(self.cfg.DATASETS.TEST)
+        val = list(self.cfg.DATASETS.VAL)
         period = self.cfg.TEST.EVAL_PERIOD
+        # Replace the default EvalHook (which scores DATASETS.TEST) by validation on DATASETS.VAL;
+        # without a validation set nothing is evaluated during training (the test split is never
+        # used for selection) and the final weights are tested.
+        ret = [h for h in ret if not isinstance(h, hooks.EvalHook)]
+        if not val:
+            if period > 0:
+                logger.warning("TEST.EVAL_PERIOD=%d but DATASETS.VAL is empty: no validation, no model_best.pth", period)
+            return ret
 
         def validate():
             self._last_eval_results = self.evaluate_datasets(self.cfg, self.model, val)
             return self._last_eval_results
 
-        # Replace the default EvalHook (which scores DATASETS.TEST) by validation on DATASETS.VAL.
-        ret = [h for h in ret if not isinstance(h, hooks.EvalHook)]
         writer_at = next((k for k, h in enumerate(ret) if isinstance(h, hooks.PeriodicWriter)), len(ret))
         new = [hooks.EvalHook(period, validate)]
-        if period > 0 and self.cfg.SOLVER.BEST_CHECKPOINT_METRIC:
-            new.append(KeepBestCheckpointer(period, self.checkpointer, self.cfg.SOLVER.BEST_CHECKPOINT_METRIC, mode="max"))
+        metric = self.cfg.SOLVER.BEST_CHECKPOINT_METRIC
+        if period > 0 and metric:
+            # DefaultTrainer.test keys results by dataset when there are several: select on the first.
+            metric = metric if len(val) == 1 else f"{val[0]}/{metric}"
+            new.append(KeepBestCheckpointer(period, self.checkpointer, metric, mode="max"))
         return ret[:writer_at] + new + ret[writer_at:]
 
     def final_test(self) -> "OrderedDict[str, Dict]":

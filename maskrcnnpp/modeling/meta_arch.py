@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.modeling.postprocessing import detector_postprocess
 
 from .semantic.losses import bce_dice_loss
 
@@ -27,7 +28,37 @@ def foreground_target(gt_instances, padded_hw, out_hw, device) -> torch.Tensor:
 
 
 @META_ARCH_REGISTRY.register()
-class MaskRCNNPlusPlus(GeneralizedRCNN):
+class NucleiRCNN(GeneralizedRCNN):
+    """Detectron2's GeneralizedRCNN whose pasted masks are cut at ``TEST.NUCLEI.MASK_THRESH``.
+
+    Stock Mask R-CNN (the baseline) in every other respect; GeneralizedRCNN always pastes at 0.5.
+    """
+
+    @configurable
+    def __init__(self, *, mask_threshold: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_threshold = mask_threshold
+
+    @classmethod
+    def from_config(cls, cfg) -> Dict:
+        ret = super().from_config(cfg)
+        ret["mask_threshold"] = cfg.TEST.NUCLEI.MASK_THRESH
+        return ret
+
+    def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
+        results = super().inference(batched_inputs, detected_instances, do_postprocess=False)
+        if not do_postprocess:
+            return results
+        out = []
+        for result, x in zip(results, batched_inputs):
+            size = result.image_size  # the resized input, before batch padding
+            h, w = x.get("height", size[0]), x.get("width", size[1])
+            out.append({"instances": detector_postprocess(result, h, w, mask_threshold=self.mask_threshold)})
+        return out
+
+
+@META_ARCH_REGISTRY.register()
+class MaskRCNNPlusPlus(NucleiRCNN):
     """Mask R-CNN on the UNet++ pyramid; with deep supervision, adds ``loss_deep_sup``.
 
     ``loss_deep_sup = weight * mean_j L(Y, sigmoid(X^{0,j} head))`` with L the hybrid
@@ -47,6 +78,9 @@ class MaskRCNNPlusPlus(GeneralizedRCNN):
     def from_config(cls, cfg) -> Dict:
         ret = super().from_config(cfg)
         c = cfg.MODEL.UNETPP_FPN
+        if c.DEEP_SUPERVISION and cfg.MODEL.BACKBONE.NAME != "build_resnet_unetpp_fpn_backbone":
+            raise ValueError("MODEL.UNETPP_FPN.DEEP_SUPERVISION needs MODEL.BACKBONE.NAME="
+                             f"'build_resnet_unetpp_fpn_backbone', not {cfg.MODEL.BACKBONE.NAME!r}")
         ret["deep_supervision_weight"] = c.DEEP_SUPERVISION_WEIGHT if c.DEEP_SUPERVISION else 0.0
         ret["channels_last"] = c.CHANNELS_LAST
         return ret
@@ -62,9 +96,7 @@ class MaskRCNNPlusPlus(GeneralizedRCNN):
         out = super().forward(batched_inputs)
         if not self.training or self.deep_supervision_weight <= 0:
             return out
-        logits = getattr(self.backbone, "deep_supervision_logits", [])
-        if not logits:
-            raise RuntimeError("MODEL.UNETPP_FPN.DEEP_SUPERVISION needs the UNet++ FPN backbone (build_resnet_unetpp_fpn_backbone)")
+        logits = self.backbone.deep_supervision_logits
         gt = [x["instances"].to(self.device) for x in batched_inputs]
         target = foreground_target(gt, self._padded_hw, logits[0].shape[-2:], self.device)
         loss = sum(bce_dice_loss(l.float(), target) for l in logits) / len(logits)

@@ -121,6 +121,12 @@ class UNetPlusPlusFPN(Backbone):
             raise ValueError(f"MODEL.UNETPP_FPN.OUT_CHANNELS={out_channels} / WIDTHS={widths} must be positive")
         if bottleneck < 0:
             raise ValueError(f"MODEL.UNETPP_FPN.BOTTLENECK={bottleneck} must be >= 0")
+        if norm == "GN":
+            odd = {k: v for k, v in (("OUT_CHANNELS", [out_channels]), ("WIDTHS", widths), ("BOTTLENECK", [bottleneck] if bottleneck else []))
+                   if any(c % 32 for c in v)}
+            if odd:
+                raise ValueError(f"MODEL.UNETPP_FPN.NORM='GN' uses 32 groups: {', '.join(f'MODEL.UNETPP_FPN.{k}={v}' for k, v in odd.items())} "
+                                 "must be multiples of 32")
 
         self.bottom_up = bottom_up
         self.in_features = in_features
@@ -202,6 +208,9 @@ class UNetPlusPlusFPN(Backbone):
 def build_resnet_unetpp_fpn_backbone(cfg, input_shape: ShapeSpec) -> UNetPlusPlusFPN:
     """ResNet bottom-up + UNet++ nested pyramid, configured by ``cfg.MODEL.UNETPP_FPN``."""
     c = cfg.MODEL.UNETPP_FPN
+    if c.DEEP_SUPERVISION and cfg.MODEL.META_ARCHITECTURE != "MaskRCNNPlusPlus":
+        raise ValueError("MODEL.UNETPP_FPN.DEEP_SUPERVISION needs MODEL.META_ARCHITECTURE='MaskRCNNPlusPlus' "
+                         f"(which adds its loss), not {cfg.MODEL.META_ARCHITECTURE!r}")
     return UNetPlusPlusFPN(
         bottom_up=build_resnet_backbone(cfg, input_shape),
         in_features=c.IN_FEATURES,

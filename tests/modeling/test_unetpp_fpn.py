@@ -193,18 +193,74 @@ def test_channels_last_gives_the_same_detections():
         ("MODEL.UNETPP_FPN.OUT_CHANNELS", 0, "must be positive"),
         ("MODEL.UNETPP_FPN.WIDTHS", [64, 0, 64, 64], "must be positive"),
         ("MODEL.UNETPP_FPN.WIDTHS", [64, 64], "one width per in_feature"),
+        ("MODEL.UNETPP_FPN.WIDTHS", [16, 32, 64, 64], "MODEL.UNETPP_FPN.WIDTHS=[16, 32, 64, 64] must be multiples of 32"),
+        ("MODEL.META_ARCHITECTURE", "GeneralizedRCNN", None),
     ],
 )
 def test_bad_config_fails_at_build_naming_the_key(key, value, message):
+    overrides = {key: value}
+    if message is None:  # deep supervision under a meta-architecture that would never train its heads
+        overrides["MODEL.UNETPP_FPN.DEEP_SUPERVISION"] = True
+        message = "MODEL.UNETPP_FPN.DEEP_SUPERVISION needs MODEL.META_ARCHITECTURE='MaskRCNNPlusPlus'"
     with pytest.raises(ValueError) as err:
-        build_backbone(make_cfg(**{key: value}))
+        build_backbone(make_cfg(**overrides))
     assert message in str(err.value)
 
 
-def test_sum_fuse_and_bottleneck_variants_run():
-    for overrides in ({"MODEL.UNETPP_FPN.FUSE": "sum", "MODEL.UNETPP_FPN.WIDTHS": [32, 64, 96, 96]}, {"MODEL.UNETPP_FPN.BOTTLENECK": 32}):
-        upp = build_backbone(make_cfg(**overrides))
-        out = upp(torch.rand(1, 3, 64, 96))
-        assert out["p2"].shape == (1, 64, 16, 24)
-    # With a bottleneck the 3x3 conv of X^{0,3} sees only 32 channels.
-    assert build_backbone(make_cfg(**{"MODEL.UNETPP_FPN.BOTTLENECK": 32})).x_0_3.conv.weight.shape[1] == 32
+def test_deep_supervision_with_the_fpn_backbone_fails_at_build():
+    cfg = make_cfg(**{"MODEL.UNETPP_FPN.DEEP_SUPERVISION": True, "MODEL.BACKBONE.NAME": "build_resnet_fpn_backbone"})
+    with pytest.raises(ValueError, match="DEEP_SUPERVISION needs MODEL.BACKBONE.NAME='build_resnet_unetpp_fpn_backbone'"):
+        build_model(cfg)
+
+
+def test_mask_threshold_from_config_cuts_the_pasted_masks():
+    batch = [{"image": x["image"], "height": 96, "width": 96} for x in _disc_batch(n=1)]
+    areas = {}
+    for thresh in (0.2, 0.5, 0.8):
+        torch.manual_seed(0)
+        model = build_model(make_cfg(**{"TEST.NUCLEI.MASK_THRESH": thresh, "MODEL.ROI_HEADS.SCORE_THRESH_TEST": 0.0})).eval()
+        with torch.no_grad():
+            inst = model(batch)[0]["instances"]
+        assert inst.image_size == (96, 96) and inst.pred_masks.dtype == torch.bool
+        areas[thresh] = int(inst.pred_masks.sum())
+    # Same weights and boxes: a higher cut keeps a subset of the pixels.
+    assert areas[0.2] > areas[0.5] > areas[0.8]
+
+
+def test_sum_fuse_projects_only_the_upsampled_input_and_matches_its_formula():
+    w = [32, 64, 96, 96]
+    upp = build_backbone(make_cfg(**{"MODEL.UNETPP_FPN.FUSE": "sum", "MODEL.UNETPP_FPN.WIDTHS": w, "MODEL.UNETPP_FPN.NORM": ""}))
+    assert upp(torch.rand(1, 3, 64, 96))["p2"].shape == (1, 64, 16, 24)
+    # X^{i,j} = H(sum of inputs): a 1x1 projection only where the level below is wider (i = 0, 1),
+    # then one 3x3 conv w_i -> w_i.
+    projections = sum(1 for m in upp.modules() if isinstance(m, NestedNode) for p in m.projections if not isinstance(p, torch.nn.Identity))
+    assert projections == 3 + 2  # nodes of levels 0 and 1; level 2 (96) sums with level 3 (96) directly
+    expected = sum((9 * w[i] * w[i] + w[i]) + (w[i + 1] * w[i] if w[i + 1] != w[i] else 0)
+                   for j in range(1, 4) for i in range(4 - j))
+    assert nested_params(upp) == expected
+
+
+def test_bottleneck_reduces_the_3x3_input_and_matches_its_formula():
+    upp = build_backbone(make_cfg(**{"MODEL.UNETPP_FPN.BOTTLENECK": 32, "MODEL.UNETPP_FPN.NORM": ""}))
+    assert upp(torch.rand(1, 3, 64, 96))["p2"].shape == (1, 64, 16, 24)
+    assert upp.x_0_3.conv.weight.shape[1] == 32
+    expected = sum((j * 64 + 64) * 32 + 32 + 9 * 32 * 64 + 64 for j in range(1, 4) for i in range(4 - j))
+    assert nested_params(upp) == expected
+
+
+def test_without_validation_set_no_checkpoint_is_selected_on_test(tmp_path):
+    from detectron2.engine import hooks
+
+    from maskrcnnpp.engine.trainer import KeepBestCheckpointer, NucleiTrainer
+
+    def hook_types(val):
+        cfg = make_cfg(**{"DATASETS.VAL": val, "TEST.EVAL_PERIOD": 10, "OUTPUT_DIR": str(tmp_path),
+                          "DATASETS.NUCLEI.SYNTH_IMAGES": [2, 1, 1]})
+        from maskrcnnpp.data import setup_datasets
+
+        setup_datasets(cfg)
+        return [type(h) for h in NucleiTrainer(cfg).build_hooks()]
+
+    assert hooks.EvalHook not in hook_types(()) and KeepBestCheckpointer not in hook_types(())
+    with_val = hook_types(("nuclei_synth_val",))
+    assert hooks.EvalHook in with_val and KeepBestCheckpointer in with_val

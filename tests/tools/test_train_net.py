@@ -108,3 +108,14 @@ def test_weights_that_cannot_be_downloaded_name_the_offline_config(tmp_path):
                "('nuclei_synth_train',)", "DATASETS.VAL", "()", "OUTPUT_DIR", str(tmp_path)],
               {"MASKRCNNPP_CACHE": str(tmp_path / "cache")})
     _assert_clean_error(res, "cannot download MODEL.WEIGHTS=https://127.0.0.1:9/R-101.pkl", "maskrcnnpp_r101_scratch.yaml")
+
+
+def test_cpu_with_several_processes_is_a_clear_error():
+    _assert_clean_error(run(["--config", "maskrcnnpp_tiny", "--device", "cpu", "--num-gpus", "2"]),
+                        "--num-gpus 2 with --device cpu")
+
+
+def test_invalid_model_option_is_reported_with_its_key(tmp_path):
+    res = run(["--config", "maskrcnnpp_tiny", "--device", "cpu", "OUTPUT_DIR", str(tmp_path),
+               "MODEL.UNETPP_FPN.WIDTHS", "[16, 32, 64, 64]", *SMALL], {"MASKRCNNPP_CACHE": str(tmp_path / "cache")})
+    _assert_clean_error(res, "MODEL.UNETPP_FPN.WIDTHS=[16, 32, 64, 64] must be multiples of 32")
