@@ -65,6 +65,14 @@ def _check_choice(key: str, value, allowed: Sequence) -> None:
         raise ValueError(f"MODEL.SEMANTIC_UNET.{key}={value!r} is not allowed; choose one of {list(allowed)}")
 
 
+
+def prediction_head(in_channels: int, out_channels: int, kernel_size: int) -> Conv2d:
+    """A logits head (1x1 or 3x3 conv) started near zero, so every head begins at p ~ 0.5."""
+    head = Conv2d(in_channels, out_channels, kernel_size=kernel_size, padding=kernel_size // 2)
+    nn.init.normal_(head.weight, std=0.01)
+    nn.init.constant_(head.bias, 0.0)
+    return head
+
 class GraphDecoder(nn.Module):
     """A decoder whose nodes ``x_i_j`` (modules of that name) form a DAG evaluated on demand.
 
@@ -225,10 +233,7 @@ class NestedDecoder(GraphDecoder):
                 self.add_module(name, NestedNode(cin, widths[i], norm, num_convs, upsample))
         supervised = [node_name(0, j) for j in range(1, L)] if deep_supervision else [self.final_head]
         for name in supervised:
-            head = Conv2d(widths[0], out_channels, kernel_size=1)
-            nn.init.normal_(head.weight, std=0.01)
-            nn.init.constant_(head.bias, 0.0)
-            self.heads[name] = head
+            self.heads[name] = prediction_head(widths[0], out_channels, kernel_size=1)
 
     @classmethod
     def from_config(cls, cfg, level_channels):
@@ -320,11 +325,7 @@ class UNet3PlusDecoder(GraphDecoder):
             self.add_module(name, FullScaleNode(cin, cat_channels, norm, upsample))
         supervised = [stage(i) for i in range(L)] if deep_supervision else [self.final_head]
         for name in supervised:
-            cin = channels(name)
-            head = Conv2d(cin, out_channels, kernel_size=3, padding=1)
-            nn.init.normal_(head.weight, std=0.01)
-            nn.init.constant_(head.bias, 0.0)
-            self.heads[name] = head
+            self.heads[name] = prediction_head(channels(name), out_channels, kernel_size=3)
 
     @classmethod
     def from_config(cls, cfg, level_channels):
