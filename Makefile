@@ -27,6 +27,8 @@ $(STAMP): setup.py tools/install_detectron2.py Makefile
 	step "install torch ($(TORCH_SPEC))"; \
 	$(PY) -c 'import torch, torchvision' 2>/dev/null \
 	  || $(PY) -m pip install -q $(TORCH_SPEC) || fail "install torch ($(TORCH_SPEC)); is the package index reachable?"; \
+	step "install build tools (setuptools, wheel)"; \
+	$(PY) -m pip install -q 'setuptools>=61' wheel || fail "install setuptools and wheel"; \
 	step "install Detectron2"; \
 	$(PY) tools/install_detectron2.py || fail "install Detectron2 (tools/install_detectron2.py)"; \
 	step "install maskrcnnpp (editable) and test tools"; \

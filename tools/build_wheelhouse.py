@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # Provided by the node's own torch install (or not needed there).
-SKIP = {"torch", "torchvision", "triton", "pip", "setuptools", "wheel", "maskrcnnpp", "pb1-detectron2",
+SKIP = {"torch", "torchvision", "triton", "pip", "maskrcnnpp", "pb1-detectron2",
         "sympy", "mpmath", "networkx", "jinja2", "markupsafe", "filelock", "fsspec", "typing-extensions"}
 SKIP_PREFIXES = ("nvidia-", "cuda-")
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
@@ -73,6 +73,9 @@ def install(out: Path) -> None:
     if not out.is_dir():
         sys.exit(f"FAILED: wheelhouse folder {out} does not exist")
     pip = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(out)]
+    # The editable install below builds with this environment's setuptools (Python >= 3.12 venvs have none).
+    if run(pip + ["setuptools", "wheel"]) != 0:
+        sys.exit("FAILED: offline install of setuptools/wheel (missing from the wheelhouse: rebuild it)")
     if run(pip + ["pb1-detectron2"]) != 0:
         sys.exit("FAILED: offline install of Detectron2 (a wheel is missing: rebuild the wheelhouse for this Python)")
     if run(pip + ["--no-build-isolation", "-e", f"{REPO}[test]"]) != 0:
