@@ -24,6 +24,8 @@ import numpy as np
 
 from .evaluation.metrics import DSB_THRESHOLD_TWENTIETHS, overlap_matrix
 
+from .jsonio import read_json
+
 
 class PlotInputError(ValueError):
     """An input file of a plot that cannot be used; the message names the file and what is wrong."""
@@ -138,23 +140,13 @@ TIME_KEYS = ("latency_ms", "latency_median_ms", "network_ms")
 def read_speed_rows(path: str, summaries: Optional[Mapping[str, str]] = None) -> List[dict]:
     """Rows ``{model, mode, time_ms, iou, score}`` from a benchmark JSON (a list of rows, or an object
     with ``rows`` as ``tools/benchmark.py`` writes), metrics joined from ``{mode: summary.json}``."""
-    if not os.path.isfile(path):
-        raise PlotInputError(f"benchmark file {path} does not exist")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PlotInputError(f"{path} is not valid JSON: {e}") from None
+    doc = read_json(path, "benchmark file", PlotInputError)
     rows = doc.get("rows") if isinstance(doc, dict) else doc
     if not isinstance(rows, list) or not rows:
         raise PlotInputError(f"{path}: expected a list of rows (or an object with 'rows'), each with 'mode', a time and metrics")
     extra = {}
     for mode, summary_path in (summaries or {}).items():
-        try:
-            with open(summary_path, encoding="utf-8") as f:
-                extra[mode] = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise PlotInputError(f"summary {summary_path} for mode {mode}: {e}") from None
+        extra[mode] = read_json(summary_path, f"summary for mode {mode}:", PlotInputError)
     out = []
     for k, row in enumerate(rows):
         if not isinstance(row, dict) or "mode" not in row:

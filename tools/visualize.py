@@ -96,15 +96,9 @@ def dataset_items(name: str, cfg) -> List[Dict]:
 
 def load_results(path: str) -> Dict[str, List[dict]]:
     """COCO results grouped by ``str(image_id)``."""
-    import json
+    from maskrcnnpp.jsonio import read_json
 
-    if not os.path.isfile(path):
-        raise UserError(f"--results {path} does not exist")
-    try:
-        with open(path, encoding="utf-8") as f:
-            results = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"--results {path} is not valid JSON: {e}") from None
+    results = read_json(path, "--results", UserError)
     if not isinstance(results, list) or any(not isinstance(r, dict) or "image_id" not in r or "segmentation" not in r for r in results):
         raise UserError(f"--results {path} is not a COCO results file (a JSON list of entries with image_id, segmentation, score)")
     grouped: Dict[str, List[dict]] = defaultdict(list)

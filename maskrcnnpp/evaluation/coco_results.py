@@ -7,7 +7,6 @@ filled in and counted rather than rejected.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import defaultdict
@@ -15,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pycocotools.mask as mask_util
 
+from ..jsonio import read_json
 from .label_images import NucleiEvaluationInputError, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
@@ -29,13 +29,7 @@ RESULTS_FORMAT_HINT = (
 
 
 def _read_json(path: str, what: str) -> Any:
-    if not os.path.isfile(path):
-        raise NucleiEvaluationInputError(f"{what} file {path} does not exist")
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise NucleiEvaluationInputError(f"{what} file {path} is not valid JSON: {e}") from None
+    return read_json(path, f"{what} file", NucleiEvaluationInputError)
 
 
 def _image_size_from_file(images_dir: Optional[str], image: Dict[str, Any], gt_path: str) -> Tuple[int, int]:
