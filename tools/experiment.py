@@ -6,6 +6,9 @@
         --configs maskrcnn_r101_scratch maskrcnnpp_r101_scratch unet_r101_scratch unetpp_r101_scratch --out runs/table5
     # the same with an equal wall-clock budget, plus synthetic backbone pretraining variants
     python tools/experiment.py --data dsb2018 --budget-minutes 60 --pretrain-synthetic 1000 --out runs/table5_60min
+    # three runs at once on one GPU: two from scratch, Mask RCNN++ also after synthetic pretraining
+    python tools/experiment.py --data dsb2018 --budget-iters 2000 --jobs 4 --pretrain-synthetic 500 \\
+        --pretrain-configs maskrcnnpp_r101_scratch --configs maskrcnn_r101_scratch maskrcnnpp_r101_scratch --out runs/t5
     # score on another prepared folder (e.g. DSB stage 1 test with its released solution)
     python tools/experiment.py --data dsb2018 --budget-iters 2000 --test-root datasets/dsb2018_stage1_test --out runs/s1test
 
@@ -51,11 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-synthetic", type=int, default=0, metavar="N",
                    help="also run every model after N iterations of pretraining on synthetic nuclei (backbone "
                         "transferred), within the same total budget")
+    p.add_argument("--pretrain-configs", nargs="+", default=[], metavar="NAME_OR_FILE",
+                   help="only these of --configs also get the pretrained run (default: all)")
     p.add_argument("--pretrain-opts", nargs="+", default=[], metavar="KEY VALUE",
                    help="config overrides for the pretraining only, e.g. DATASETS.NUCLEI.SYNTH_IMAGES [400,12,12]")
     p.add_argument("--test-root", default=None, help="score on this folder prepared by datasets/prepare_dsb2018.py instead")
     p.add_argument("--test-split", default=None, help="annotations/<split>.json of --test-root (default: test, else all)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override MODEL.DEVICE")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once, each in its own process sharing the device (latency is measured "
+                        "afterwards, one model at a time); a failed run does not stop the others")
     p.add_argument("--latency-size", type=int, default=512, help="square input size of the latency figure")
     p.add_argument("--latency-iters", type=int, default=5, help="timed inferences for the latency figure")
     p.add_argument("--calibration-iters", type=int, default=5, help="iterations timed to convert --budget-minutes")
@@ -77,6 +85,7 @@ def main(argv=None) -> dict:
         pretrain_opts=args.pretrain_opts, test_root=args.test_root, test_split=args.test_split,
         dsb_root=args.dsb_root, device=args.device, opts=args.opts, latency_size=args.latency_size,
         latency_iters=args.latency_iters, calibration_iters=args.calibration_iters, force=args.force,
+        pretrain_configs=args.pretrain_configs, jobs=args.jobs,
     )
     report = run_experiment(plan)
     command = "python tools/experiment.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -89,6 +98,9 @@ def main(argv=None) -> dict:
             f.write(text)
         os.replace(path + ".tmp", path)
     print(markdown)
+    if report["failed"]:
+        sys.exit(f"{len(report['failed'])} run(s) failed (the table holds the others): "
+                 + "; ".join(f"{k}: {v}" for k, v in report["failed"].items()))
     return report
 
 

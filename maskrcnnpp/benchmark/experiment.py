@@ -11,21 +11,30 @@ resumes a partly trained one from its last checkpoint (``<out>/<model>/train``).
 Optional synthetic pretraining (``pretrain_iters`` > 0) first trains the model on the
 synthetic nuclei set, then starts the real training from its backbone weights; the pretraining
 iterations (or minutes) are taken out of the same total budget.
+
+With ``jobs`` > 1 the runs train concurrently in separate processes (one GPU is shared; a
+single R-101 Mask R-CNN training leaves an H100 partly idle). Iteration budgets and accuracy do
+not depend on this; wall-clock budgets do (calibrated under the same sharing), and latency is
+then measured afterwards, one model at a time, so it is never taken under contention.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
+import multiprocessing
 import os
 import time
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.engine import AMPTrainer, HookBase, SimpleTrainer
+from detectron2.utils.logger import setup_logger
 
 from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
 from ..engine import NucleiTrainer, UserError, setup_cfg
@@ -71,6 +80,8 @@ class ExperimentPlan:
     latency_iters: int = 5
     calibration_iters: int = 5
     force: bool = False
+    pretrain_configs: Sequence[str] = ()  # configs that also get a pretrained run (empty: all)
+    jobs: int = 1  # runs trained concurrently, each in its own process
 
     def __post_init__(self):
         if self.data not in DATA_SPLITS:
@@ -85,6 +96,13 @@ class ExperimentPlan:
             raise UserError(f"--evals must be >= 1, got {self.evals}")
         if self.pretrain_iters < 0:
             raise UserError(f"--pretrain-synthetic must be >= 0, got {self.pretrain_iters}")
+        if self.jobs < 1:
+            raise UserError(f"--jobs must be >= 1, got {self.jobs}")
+        unknown = [c for c in self.pretrain_configs if c not in self.configs]
+        if unknown:
+            raise UserError(f"--pretrain-configs {' '.join(unknown)}: not among --configs {' '.join(self.configs)}")
+        if self.pretrain_configs and not self.pretrain_iters:
+            raise UserError("--pretrain-configs needs --pretrain-synthetic N")
 
 
 @dataclass
@@ -101,10 +119,11 @@ class Run:
 
 
 def plan_runs(plan: ExperimentPlan) -> List[Run]:
-    """Every config from scratch and, with pretraining asked for, every config pretrained too."""
+    """Every config from scratch and, with pretraining asked for, every config (or every one of
+    ``pretrain_configs``) pretrained too."""
     runs = [Run(c) for c in plan.configs]
     if plan.pretrain_iters:
-        runs += [Run(c, plan.pretrain_iters) for c in plan.configs]
+        runs += [Run(c, plan.pretrain_iters) for c in plan.configs if not plan.pretrain_configs or c in plan.pretrain_configs]
     return runs
 
 
@@ -343,8 +362,11 @@ def table_values(test_results: Dict) -> Dict[str, Optional[float]]:
     }
 
 
-def run_one(plan: ExperimentPlan, run: Run) -> Dict:
-    """Train, select, test and measure one run; returns (and stores) its result row."""
+def run_one(plan: ExperimentPlan, run: Run, latency: bool = True) -> Dict:
+    """Train, select, test and measure one run; returns (and stores) its result row.
+
+    With ``latency`` False the row's latency fields stay None (``measure_row_latency`` fills
+    them later, when no other run shares the device)."""
     run_dir = os.path.join(plan.out_dir, run.name)
     result_path = os.path.join(run_dir, "result.json")
     done = _json_load(result_path)
@@ -379,17 +401,76 @@ def run_one(plan: ExperimentPlan, run: Run) -> Dict:
         "selection_metric": cfg.SOLVER.BEST_CHECKPOINT_METRIC,
         **table_values(test),
         "params": count_parameters(trainer.model),
-        **measure_latency(cfg, trainer.model, plan.latency_size, plan.latency_iters),
+        **(measure_latency(cfg, trainer.model, plan.latency_size, plan.latency_iters) if latency else
+           {"latency_ms_median": None, "latency_ms_p90": None, "latency_size": plan.latency_size}),
         "test_results": test,
     }
     _json_dump(result_path, row)
     return _json_load(result_path)  # the stored row, so a fresh and a skipped run return the same
 
 
+def measure_row_latency(plan: ExperimentPlan, run: Run, row: Dict) -> Dict:
+    """Fill a stored row's latency from its selected checkpoint (model rebuilt here); returns the row."""
+    if row.get("latency_ms_median") is not None:
+        return row
+    run_dir = os.path.join(plan.out_dir, run.name)
+    cfg = build_run_cfg(plan, run)
+    model = NucleiTrainer.build_model(cfg)
+    DetectionCheckpointer(model).load(os.path.join(run_dir, "train", row["selected_checkpoint"]))
+    row = {**row, **measure_latency(cfg, model, plan.latency_size, plan.latency_iters)}
+    _json_dump(os.path.join(run_dir, "result.json"), row)
+    del model
+    return _json_load(os.path.join(run_dir, "result.json"))
+
+
+def _run_in_child(plan: ExperimentPlan, run: Run, threads: int) -> Dict:
+    """One run in a worker process: its own log file, a share of the CPU threads, no latency."""
+    run_dir = os.path.join(plan.out_dir, run.name)
+    os.makedirs(run_dir, exist_ok=True)
+    torch.set_num_threads(threads)
+    for name in ("detectron2", "maskrcnnpp"):
+        setup_logger(output=os.path.join(run_dir, "log.txt"), name=name, abbrev_name=run.name)
+    logging.getLogger("maskrcnnpp").setLevel(logging.INFO)
+    return run_one(plan, run, latency=False)
+
+
+def _run_concurrently(plan: ExperimentPlan, runs: Sequence[Run]) -> Tuple[Dict[str, Dict], Dict[str, str]]:
+    """Rows (by run name) of ``runs`` trained in ``plan.jobs`` processes, and the errors of failed ones."""
+    threads = max(1, (os.cpu_count() or 1) // min(plan.jobs, len(runs)))
+    rows: Dict[str, Dict] = {}
+    errors: Dict[str, str] = {}
+    # "spawn": CUDA cannot be used in a forked child
+    with ProcessPoolExecutor(plan.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_in_child, plan, run, threads): run for run in runs}
+        for future in as_completed(futures):
+            run = futures[future]
+            try:
+                rows[run.name] = future.result()
+                logger.info("%s: finished (score %s)", run.name, rows[run.name].get("score"))
+            except Exception as e:  # noqa: BLE001  (a failed run must not stop the others)
+                log = os.path.join(plan.out_dir, run.name, "log.txt")
+                errors[run.name] = f"{type(e).__name__}: {e} (log: {log})"
+                logger.error("%s failed: %s", run.name, errors[run.name])
+    return rows, errors
+
+
 def run_experiment(plan: ExperimentPlan) -> Dict:
-    """Every run of ``plan`` (finished ones read back); returns ``{"plan", "rows", "paper_table_v"}``."""
-    rows = [run_one(plan, run) for run in plan_runs(plan)]
-    return {"plan": asdict(plan), "rows": rows, "paper_table_v": PAPER_TABLE_V}
+    """Every run of ``plan`` (finished ones read back); returns ``{"plan", "rows", "failed", "paper_table_v"}``.
+
+    ``failed`` maps the name of each run that raised (only with ``jobs`` > 1; otherwise the
+    error propagates) to its error; the other runs' rows are still returned.
+    """
+    runs = plan_runs(plan)
+    errors: Dict[str, str] = {}
+    if plan.jobs > 1:
+        results = {r.name: os.path.join(plan.out_dir, r.name, "result.json") for r in runs}
+        pending = [r for r in runs if plan.force or _json_load(results[r.name]) is None]
+        done, errors = _run_concurrently(plan, pending) if pending else ({}, {})
+        rows = [measure_row_latency(plan, r, done.get(r.name) or _json_load(results[r.name]))
+                for r in runs if r.name not in errors]
+    else:
+        rows = [run_one(plan, run) for run in runs]
+    return {"plan": asdict(plan), "rows": rows, "failed": errors, "paper_table_v": PAPER_TABLE_V}
 
 
 def _fmt(v, fmt):
@@ -411,6 +492,8 @@ def experiment_markdown(report: Dict, command: Optional[str] = None) -> str:
             _fmt(r["pq"], "{:.3f}"), _fmt(r["ap"], "{:.1f}"), f"{r['params'] / 1e6:.2f}",
             f"{_fmt(r['latency_ms_median'], '{:.1f}')} ({r['latency_size']})",
         ]) + " |")
+    for name, error in report.get("failed", {}).items():
+        lines.append(f"| {name} | failed: {error} |")
     lines += ["", "Paper Table V (for reference; not measured here):", "", "| model | IoU % | Dice % | score |", "|---|---|---|---|"]
     for name, v in report["paper_table_v"].items():
         lines.append(f"| {name} | {v['iou']:.2f} | {v['dice']:.2f} | {v['score']:.3f} |")

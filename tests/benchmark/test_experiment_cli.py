@@ -10,7 +10,7 @@ from maskrcnnpp.benchmark.experiment import TABLE_FIELDS
 from maskrcnnpp.data import build_synthetic_dataset
 from maskrcnnpp.engine import UserError
 
-from benchmark_testutils import FAST_OPTS, load_tool
+from benchmark_testutils import FAST_OPTS, REPO, load_tool
 
 RUNS = ["unetpp_tiny", "maskrcnnpp_tiny", "unetpp_tiny+synthpre1", "maskrcnnpp_tiny+synthpre1"]
 
@@ -86,3 +86,27 @@ def test_bad_budget_and_test_root_are_user_errors(tmp_path):
         ExperimentPlan(configs=["unet_tiny"], out_dir=str(tmp_path))
     with pytest.raises(UserError, match="prepare_dsb2018"):
         external_test_json(str(tmp_path), None)
+
+
+def test_concurrent_runs_fill_every_field_and_report_a_failed_run(tmp_path, capsys):
+    """--jobs 2: runs train in separate processes; latency is measured afterwards; only the
+    configs named by --pretrain-configs get a pretrained run; a run that fails is reported (and
+    the exit status says so) while the others' rows are kept."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(f'_BASE_: "{REPO / "configs" / "maskrcnnpp_tiny.yaml"}"\n'
+                      "MODEL:\n  UNETPP_FPN:\n    WIDTHS: [8, 8]\n")
+    out = tmp_path / "out"
+    args = ["--data", "synthetic", "--configs", "unet_tiny", "maskrcnn_tiny", str(broken), "--budget-iters", "2",
+            "--evals", "1", "--pretrain-synthetic", "1", "--pretrain-configs", "maskrcnn_tiny", "--jobs", "2",
+            "--latency-size", "64", "--latency-iters", "1", "--out", str(out), *FAST_OPTS, "SOLVER.IMS_PER_BATCH", "1"]
+    with pytest.raises(SystemExit, match=r"1 run\(s\) failed .*broken: ValueError: MODEL.UNETPP_FPN.WIDTHS=\[8, 8\]"):
+        load_tool("experiment").main(args)
+    stored = json.loads((out / "experiment.json").read_text())
+    assert [r["model"] for r in stored["rows"]] == ["unet_tiny", "maskrcnn_tiny", "maskrcnn_tiny+synthpre1"]
+    assert list(stored["failed"]) == ["broken"]
+    for row in stored["rows"]:
+        missing = [k for k in TABLE_FIELDS if row.get(k) is None]
+        assert not missing, f"{row['model']}: {missing}"
+        assert json.loads((out / row["model"] / "result.json").read_text())["latency_ms_median"] == row["latency_ms_median"]
+        assert "Starting training" in (out / row["model"] / "log.txt").read_text()  # each run logs to its own file
+    assert "| broken | failed: ValueError" in (out / "experiment.md").read_text()
