@@ -28,38 +28,51 @@ logger = logging.getLogger(__name__)
 IGNORE_VALUE = 255
 
 
-def _decode_segmentation(segm, height: int, width: int, where: str) -> np.ndarray:
-    """Bool [H, W] mask of one COCO segmentation: polygons, uncompressed or compressed RLE."""
+Window = Tuple[int, int, int, int]  # (y0, x0, y1, x1), a half-open pixel rectangle
+
+
+def _segmentation_rle(segm, height: int, width: int, where: str) -> dict:
+    """Compressed RLE of one COCO segmentation: polygons, uncompressed or compressed RLE."""
     if isinstance(segm, list):
         if not segm:
             raise ValueError(f"{where}: empty polygon list")
-        rle = mask_util.merge(mask_util.frPyObjects(segm, height, width))
-    elif isinstance(segm, dict):
+        return mask_util.merge(mask_util.frPyObjects(segm, height, width))
+    if isinstance(segm, dict):
         if list(segm.get("size", [])) != [height, width]:
             raise ValueError(f"{where}: RLE size {segm.get('size')} != image size {[height, width]}")
-        rle = mask_util.frPyObjects(segm, height, width) if isinstance(segm.get("counts"), list) else segm
-    else:
-        raise ValueError(f"{where}: unsupported segmentation of type {type(segm).__name__}")
-    return mask_util.decode(rle).astype(bool)
+        return mask_util.frPyObjects(segm, height, width) if isinstance(segm.get("counts"), list) else segm
+    raise ValueError(f"{where}: unsupported segmentation of type {type(segm).__name__}")
+
+
+def _rle_touches(rle: dict, window: Window) -> bool:
+    """Whether the mask's bounding box (read from the RLE, no decoding) meets ``window``."""
+    x, y, w, h = mask_util.toBbox(rle)
+    y0, x0, y1, x1 = window
+    return w > 0 and h > 0 and x < x1 and x + w > x0 and y < y1 and y + h > y0
 
 
 def annotations_to_label_image(
-    annotations: List[dict], height: int, width: int, source: str = "<dataset dict>"
+    annotations: List[dict], height: int, width: int, source: str = "<dataset dict>", window: Optional[Window] = None
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """(int32 label image, bool crowd mask) from COCO-style annotations.
+    """(int32 label image, bool crowd mask) from COCO-style annotations, of the whole image or
+    of ``window`` only (then only the instances whose box meets it are decoded).
 
     Instance k (1-based, in annotation order) paints label k; where instances overlap the later
     one keeps the pixel (counted in a debug log; the union target is unaffected). Crowd
     annotations go to the crowd mask, which the mapper marks as ignored.
     """
-    labels = np.zeros((height, width), dtype=np.int32)
-    crowd = np.zeros((height, width), dtype=bool)
+    y0, x0, y1, x1 = window or (0, 0, height, width)
+    labels = np.zeros((y1 - y0, x1 - x0), dtype=np.int32)
+    crowd = np.zeros_like(labels, dtype=bool)
     overlapped = 0
     for k, anno in enumerate(annotations, start=1):
         where = f"{source}, annotation {k - 1}"
         if "segmentation" not in anno:
             raise ValueError(f"{where}: no 'segmentation' (semantic training needs instance masks)")
-        mask = _decode_segmentation(anno["segmentation"], height, width, where)
+        rle = _segmentation_rle(anno["segmentation"], height, width, where)
+        if window is not None and not _rle_touches(rle, window):
+            continue
+        mask = mask_util.decode(rle)[y0:y1, x0:x1].astype(bool)
         if anno.get("iscrowd", 0):
             crowd |= mask
             continue
@@ -82,6 +95,21 @@ def semantic_targets(labels: np.ndarray, crowd: Optional[np.ndarray] = None) -> 
         fg[crowd] = IGNORE_VALUE
         boundary[crowd] = IGNORE_VALUE
     return fg, boundary
+
+
+def _target_code(annotations: List[dict], height: int, width: int, source: str, window: Optional[Window] = None) -> np.ndarray:
+    """uint8 map of the whole image or of ``window``: bit 0 foreground, bit 1 boundary, IGNORE_VALUE on crowd.
+
+    One map carries both targets through the (nearest-neighbour) geometric transforms. A window
+    is computed with a one-pixel margin (cut off again) so its boundary pixels are exactly those
+    of the whole image: an instance's inner contour depends on the neighbouring pixels.
+    """
+    y0, x0, y1, x1 = window or (0, 0, height, width)
+    ey0, ex0, ey1, ex1 = max(y0 - 1, 0), max(x0 - 1, 0), min(y1 + 1, height), min(x1 + 1, width)
+    labels, crowd = annotations_to_label_image(annotations, height, width, source, (ey0, ex0, ey1, ex1))
+    fg, boundary = semantic_targets(labels, crowd)
+    code = np.where(fg == IGNORE_VALUE, IGNORE_VALUE, fg | (boundary << 1)).astype(np.uint8)
+    return code[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
 
 
 def _mirror_pad_to(image: np.ndarray, target: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -134,15 +162,22 @@ class SemanticNucleiMapper:
             dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
             return dataset_dict
         h, w = image.shape[:2]
-        labels, crowd = annotations_to_label_image(annotations, h, w, dataset_dict["file_name"])
-        fg, boundary = semantic_targets(labels, crowd)
-        # One uint8 map carries both targets through the (nearest-neighbour) geometric transforms.
-        code = np.where(fg == IGNORE_VALUE, IGNORE_VALUE, fg | (boundary << 1)).astype(np.uint8)
-        if self.is_train and self.crop_size:
-            image, code = _mirror_pad_to(image, code, self.crop_size)
-        aug_input = T.AugInput(image, sem_seg=code)
-        self.augmentations(aug_input)
-        image, code = aug_input.image, aug_input.sem_seg
+        source = dataset_dict["file_name"]
+        if self.is_train and self.crop_size and min(h, w) >= self.crop_size:
+            # The crop depends only on the image size: draw it first and build the targets of
+            # the crop alone (decoding a few masks instead of up to hundreds of full-size ones).
+            aug_input = T.AugInput(image)
+            transforms = self.augmentations(aug_input)
+            crop = transforms.transforms[0]
+            code = _target_code(annotations, h, w, source, (crop.y0, crop.x0, crop.y0 + crop.h, crop.x0 + crop.w))
+            image, code = aug_input.image, T.TransformList(transforms.transforms[1:]).apply_segmentation(code)
+        else:
+            code = _target_code(annotations, h, w, source)
+            if self.is_train and self.crop_size:
+                image, code = _mirror_pad_to(image, code, self.crop_size)
+            aug_input = T.AugInput(image, sem_seg=code)
+            self.augmentations(aug_input)
+            image, code = aug_input.image, aug_input.sem_seg
         ignore = code == IGNORE_VALUE
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         dataset_dict["sem_seg"] = torch.as_tensor(np.where(ignore, IGNORE_VALUE, code & 1).astype(np.uint8))

@@ -9,9 +9,12 @@ from PIL import Image
 from skimage.segmentation import find_boundaries
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
 
 from maskrcnnpp.data.semantic import (
     SemanticNucleiMapper,
+    _target_code,
     annotations_to_label_image,
     build_semantic_train_loader,
 )
@@ -128,3 +131,55 @@ def test_train_loader_batches(tmp_path):
     for x in batch:
         assert x["image"].shape == (3, 64, 64) and x["sem_seg"].shape == (64, 64)
         assert set(torch.unique(x["sem_seg"]).tolist()) <= {0, 1}
+
+
+def _whole_image_reference(mapper: SemanticNucleiMapper, record: dict, seed: int):
+    """Image and targets the slow way: targets of the whole image, then the same random transforms."""
+    np.random.seed(seed)
+    image = utils.read_image(record["file_name"], format="BGR")
+    h, w = image.shape[:2]
+    aug = T.AugInput(image, sem_seg=_target_code(record["annotations"], h, w, "reference"))
+    mapper.augmentations(aug)
+    code = aug.sem_seg
+    ignore = code == 255
+    return aug.image, np.where(ignore, 255, code & 1), np.where(ignore, 255, (code >> 1) & 1)
+
+
+def _assert_crop_targets_match_whole_image(mapper: SemanticNucleiMapper, record: dict, seeds) -> int:
+    nonempty = 0
+    for seed in seeds:
+        np.random.seed(seed)
+        out = mapper(record)
+        image, fg, boundary = _whole_image_reference(mapper, record, seed)
+        np.testing.assert_array_equal(out["image"].numpy(), image.transpose(2, 0, 1))
+        np.testing.assert_array_equal(out["sem_seg"].numpy(), fg)
+        np.testing.assert_array_equal(out["boundary"].numpy(), boundary)
+        nonempty += int((fg == 1).any())
+    return nonempty
+
+
+def test_crop_targets_equal_the_whole_image_targets(mixed_dict):
+    """Targets built for the crop window alone (a margin of one pixel, only the masks whose box
+    meets it) are those of the whole image cropped: touching nuclei, crowd, polygon, edges."""
+    record, _, _ = mixed_dict
+    mapper = SemanticNucleiMapper(make_cfg("unetpp_tiny.yaml", MODEL__SEMANTIC_UNET__TRAIN_CROP=17,
+                                           MODEL__SEMANTIC_UNET__BOUNDARY=True), is_train=True)
+    assert _assert_crop_targets_match_whole_image(mapper, record, range(60)) > 30
+
+
+@pytest.mark.realdata
+def test_crop_targets_equal_the_whole_image_targets_on_dsb2018():
+    from detectron2.data.datasets import load_coco_json
+
+    from maskrcnnpp.data.testing import dsb2018_zip_path, prepared_dsb2018
+
+    if dsb2018_zip_path() is None:
+        pytest.skip("real DSB 2018 zip not found (set MASKRCNNPP_DSB2018_ZIP)")
+    root = prepared_dsb2018(zip_path=dsb2018_zip_path())
+    records = load_coco_json(str(root / "annotations" / "val.json"), str(root / "images"))
+    crowded = sorted(records, key=lambda r: -len(r["annotations"]))[:3]
+    mapper = SemanticNucleiMapper(make_cfg("unetpp_tiny.yaml", MODEL__SEMANTIC_UNET__TRAIN_CROP=96,
+                                           MODEL__SEMANTIC_UNET__BOUNDARY=True), is_train=True)
+    for record in crowded:
+        assert len(record["annotations"]) > 150
+        assert _assert_crop_targets_match_whole_image(mapper, record, range(8)) >= 6
