@@ -82,6 +82,7 @@ class ExperimentPlan:
     force: bool = False
     pretrain_configs: Sequence[str] = ()  # configs that also get a pretrained run (empty: all)
     jobs: int = 1  # runs trained concurrently, each in its own process
+    report_only: bool = False  # table of the finished runs only: nothing is trained
 
     def __post_init__(self):
         if self.data not in DATA_SPLITS:
@@ -449,8 +450,8 @@ def _run_concurrently(plan: ExperimentPlan, runs: Sequence[Run]) -> Tuple[Dict[s
                 logger.info("%s: finished (score %s)", run.name, rows[run.name].get("score"))
             except Exception as e:  # noqa: BLE001  (a failed run must not stop the others)
                 log = os.path.join(plan.out_dir, run.name, "log.txt")
-                errors[run.name] = f"{type(e).__name__}: {e} (log: {log})"
-                logger.error("%s failed: %s", run.name, errors[run.name])
+                errors[run.name] = f"failed: {type(e).__name__}: {e} (log: {log})"
+                logger.error("%s %s", run.name, errors[run.name])
     return rows, errors
 
 
@@ -458,11 +459,16 @@ def run_experiment(plan: ExperimentPlan) -> Dict:
     """Every run of ``plan`` (finished ones read back); returns ``{"plan", "rows", "failed", "paper_table_v"}``.
 
     ``failed`` maps the name of each run that raised (only with ``jobs`` > 1; otherwise the
-    error propagates) to its error; the other runs' rows are still returned.
+    error propagates) or, with ``report_only``, has not finished, to why; the other runs' rows
+    are still returned.
     """
     runs = plan_runs(plan)
     errors: Dict[str, str] = {}
-    if plan.jobs > 1:
+    if plan.report_only:
+        stored = {r.name: _json_load(os.path.join(plan.out_dir, r.name, "result.json")) for r in runs}
+        errors = {name: "not finished (no result.json)" for name, row in stored.items() if row is None}
+        rows = [measure_row_latency(plan, r, stored[r.name]) for r in runs if stored[r.name] is not None]
+    elif plan.jobs > 1:
         results = {r.name: os.path.join(plan.out_dir, r.name, "result.json") for r in runs}
         pending = [r for r in runs if plan.force or _json_load(results[r.name]) is None]
         done, errors = _run_concurrently(plan, pending) if pending else ({}, {})
@@ -493,7 +499,7 @@ def experiment_markdown(report: Dict, command: Optional[str] = None) -> str:
             f"{_fmt(r['latency_ms_median'], '{:.1f}')} ({r['latency_size']})",
         ]) + " |")
     for name, error in report.get("failed", {}).items():
-        lines.append(f"| {name} | failed: {error} |")
+        lines.append(f"| {name} | {error} |")
     lines += ["", "Paper Table V (for reference; not measured here):", "", "| model | IoU % | Dice % | score |", "|---|---|---|---|"]
     for name, v in report["paper_table_v"].items():
         lines.append(f"| {name} | {v['iou']:.2f} | {v['dice']:.2f} | {v['score']:.3f} |")

@@ -99,7 +99,7 @@ def test_concurrent_runs_fill_every_field_and_report_a_failed_run(tmp_path, caps
     args = ["--data", "synthetic", "--configs", "unet_tiny", "maskrcnn_tiny", str(broken), "--budget-iters", "2",
             "--evals", "1", "--pretrain-synthetic", "1", "--pretrain-configs", "maskrcnn_tiny", "--jobs", "2",
             "--latency-size", "64", "--latency-iters", "1", "--out", str(out), *FAST_OPTS, "SOLVER.IMS_PER_BATCH", "1"]
-    with pytest.raises(SystemExit, match=r"1 run\(s\) failed .*broken: ValueError: MODEL.UNETPP_FPN.WIDTHS=\[8, 8\]"):
+    with pytest.raises(SystemExit, match=r"1 run\(s\) failed .*broken: failed: ValueError: MODEL.UNETPP_FPN.WIDTHS=\[8, 8\]"):
         load_tool("experiment").main(args)
     stored = json.loads((out / "experiment.json").read_text())
     assert [r["model"] for r in stored["rows"]] == ["unet_tiny", "maskrcnn_tiny", "maskrcnn_tiny+synthpre1"]
@@ -110,3 +110,10 @@ def test_concurrent_runs_fill_every_field_and_report_a_failed_run(tmp_path, caps
         assert json.loads((out / row["model"] / "result.json").read_text())["latency_ms_median"] == row["latency_ms_median"]
         assert "Starting training" in (out / row["model"] / "log.txt").read_text()  # each run logs to its own file
     assert "| broken | failed: ValueError" in (out / "experiment.md").read_text()
+    # --report-only: the table of what finished, nothing trained, the unfinished run named
+    stamp = (out / "maskrcnn_tiny" / "train" / "model_final.pth").stat().st_mtime_ns
+    report = load_tool("experiment").main(["--report-only", *args])
+    assert [r["model"] for r in report["rows"]] == ["unet_tiny", "maskrcnn_tiny", "maskrcnn_tiny+synthpre1"]
+    assert report["rows"] == stored["rows"]
+    assert "| broken | not finished (no result.json) |" in (out / "experiment.md").read_text()
+    assert (out / "maskrcnn_tiny" / "train" / "model_final.pth").stat().st_mtime_ns == stamp
