@@ -92,6 +92,12 @@ class NucleiTrainer(DefaultTrainer):
             from ..data.semantic import build_semantic_train_loader
 
             return build_semantic_train_loader(cfg)
+        if cfg.DATALOADER.FAST_INSTANCE_MAPPER and cfg.MODEL.MASK_ON and cfg.INPUT.MASK_FORMAT == "bitmask":
+            # Same training inputs as the stock DatasetMapper; images whose annotations it cannot
+            # speed up (polygons, other transforms) take the stock path inside the mapper.
+            from ..data.instance_mapper import NucleiInstanceMapper
+
+            return build_detection_train_loader(cfg, mapper=NucleiInstanceMapper(cfg, is_train=True))
         return build_detection_train_loader(cfg)
 
     @classmethod
