@@ -24,6 +24,7 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
@@ -37,6 +38,7 @@ from detectron2.engine import AMPTrainer, HookBase, SimpleTrainer
 from detectron2.utils.logger import setup_logger
 
 from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
+from ..config import resolve_config_path
 from ..engine import NucleiTrainer, UserError, setup_cfg
 from .inputs import SyntheticBatches
 from .measure import count_parameters, inference_call
@@ -57,6 +59,11 @@ PAPER_TABLE_V = {
     "UNet++ R-101": {"iou": 92.55, "dice": 89.74, "score": 0.327},
 }
 TABLE_FIELDS = ("iou", "dice", "score", "aji", "pq", "ap", "params", "latency_ms_median")
+
+
+def _looks_like_override(token: str) -> bool:
+    """Whether a --configs entry is rather a config key (``SEED``, ``SOLVER.BASE_LR``) or a value."""
+    return bool(re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*|[-+.\d]+", token))
 
 
 @dataclass
@@ -104,6 +111,13 @@ class ExperimentPlan:
             raise UserError(f"--pretrain-configs {' '.join(unknown)}: not among --configs {' '.join(self.configs)}")
         if self.pretrain_configs and not self.pretrain_iters:
             raise UserError("--pretrain-configs needs --pretrain-synthetic N")
+        for name in self.configs:
+            try:
+                resolve_config_path(name)
+            except FileNotFoundError as e:
+                # a KEY VALUE override given before --out is swallowed by --configs: say so
+                hint = " (config overrides KEY VALUE go last, after every option)" if _looks_like_override(name) else ""
+                raise UserError(f"--configs {name}: {e}{hint}") from None
 
 
 @dataclass

@@ -86,6 +86,9 @@ def test_bad_budget_and_test_root_are_user_errors(tmp_path):
         ExperimentPlan(configs=["unet_tiny"], out_dir=str(tmp_path))
     with pytest.raises(UserError, match="prepare_dsb2018"):
         external_test_json(str(tmp_path), None)
+    # an override placed before --out lands in --configs: caught before anything runs
+    with pytest.raises(UserError, match=r"--configs SEED: config 'SEED' is neither.*overrides KEY VALUE go last"):
+        ExperimentPlan(configs=["unet_tiny", "SEED", "0"], out_dir=str(tmp_path), budget_iters=1)
 
 
 def test_concurrent_runs_fill_every_field_and_report_a_failed_run(tmp_path, capsys):
