@@ -1,4 +1,5 @@
-"""Test-suite helpers for the real DSB 2018 data: find the zip, convert it once into the cache.
+"""Test-suite helpers: find the real DSB 2018 zip and convert it once into the cache; hand-made
+label images.
 
 Tests anywhere in the suite use :func:`prepared_dsb2018` so that the whole session (and later
 sessions) convert the real zip only once; the cache folder is keyed by the zip's sha256 and the
@@ -10,7 +11,9 @@ import functools
 import os
 import shutil
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from .datasets import cache_dir
 from .dsb2018 import converter_digest, prepare_dsb2018, sha256_of_file
@@ -48,3 +51,13 @@ def prepared_dsb2018(cache_root: Optional[Union[str, os.PathLike]] = None,
     if zip_path is None or not zip_path.is_file():
         raise FileNotFoundError("DSB 2018 stage1_train.zip not found: set MASKRCNNPP_DSB2018_ZIP")
     return _prepared(str(zip_path.resolve()), str(Path(cache_root or cache_dir()).resolve()))
+
+
+def disk_labels(shape: Tuple[int, int], disks: Sequence[Tuple[float, float, float]]) -> np.ndarray:
+    """int32 label image with disk k+1 = (centre row, centre col, radius) of ``disks[k]``; later
+    disks win overlaps."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, dtype=np.int32)
+    for k, (cy, cx, r) in enumerate(disks, start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = k
+    return labels

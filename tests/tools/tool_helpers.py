@@ -5,22 +5,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
+from maskrcnnpp.data.testing import disk_labels  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 # Few proposals/detections keep a randomly initialised tiny model fast on CPU.
 FAST_OPTS = ["MODEL.RPN.POST_NMS_TOPK_TEST", "100", "TEST.DETECTIONS_PER_IMAGE", "30"]
 
 
-def disk_labels(shape: Tuple[int, int], disks: Sequence[Tuple[int, int, int]]) -> np.ndarray:
-    """int32 label image with disk k+1 = (row, col, radius) of ``disks[k]`` (later disks on top)."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, dtype=np.int32)
-    for k, (y, x, r) in enumerate(disks, start=1):
-        labels[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = k
-    return labels
 
 
 def nuclei_image(labels: np.ndarray, seed: int = 0) -> np.ndarray:

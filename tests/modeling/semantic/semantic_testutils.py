@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
 
 from maskrcnnpp import get_maskrcnnpp_cfg, resolve_config_path
+from maskrcnnpp.data.testing import disk_labels
 
 TINY_CONFIGS = ["unet_tiny.yaml", "unetplus_tiny.yaml", "unetpp_tiny.yaml", "unet3p_tiny.yaml"]
 
@@ -29,19 +30,12 @@ def make_cfg(name: str = "unetpp_tiny.yaml", **overrides):
     return cfg
 
 
-def disc_labels(shape: Tuple[int, int], discs: Sequence[Tuple[float, float, float]]) -> np.ndarray:
-    """Label image with disc k+1 = (centre y, centre x, radius); later discs win overlaps."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, dtype=np.int32)
-    for k, (cy, cx, r) in enumerate(discs, start=1):
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = k
-    return labels
 
 
 def random_nuclei(rng: np.random.Generator, size: int, count: int) -> Tuple[np.ndarray, np.ndarray]:
     """(uint8 RGB image, labels): ``count`` bright discs (r 5..10, some touching) on a noisy dark field."""
     discs = [(rng.uniform(8, size - 8), rng.uniform(8, size - 8), rng.uniform(5, 10)) for _ in range(count)]
-    labels = disc_labels((size, size), discs)
+    labels = disk_labels((size, size), discs)
     image = rng.normal(30, 8, (size, size)) + 150 * (labels > 0) + rng.normal(0, 10, (size, size))
     image = np.clip(image, 0, 255).astype(np.uint8)
     return np.repeat(image[..., None], 3, axis=2), labels

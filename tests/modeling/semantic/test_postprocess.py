@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 from maskrcnnpp.postprocess import labels_to_instances, probability_to_instances
-from semantic_testutils import disc_labels, make_cfg
+from semantic_testutils import disk_labels, make_cfg
 
 TWO_DISCS = [(30, 25, 12), (30, 45, 12)]  # centres 20 px apart: touching, one connected blob
 
@@ -21,7 +21,7 @@ def _matches(labels: np.ndarray, gt: np.ndarray) -> list:
 
 
 def test_touching_discs_are_one_component_but_watershed_splits_them():
-    gt = disc_labels((60, 70), TWO_DISCS)
+    gt = disk_labels((60, 70), TWO_DISCS)
     prob = (gt > 0).astype(np.float32) * 0.9
     assert ndi.label(prob > 0.5)[1] == 1
     plain = probability_to_instances(prob, watershed=False)
@@ -33,7 +33,7 @@ def test_touching_discs_are_one_component_but_watershed_splits_them():
 
 
 def test_boundary_channel_seeds_the_split():
-    gt = disc_labels((60, 70), TWO_DISCS)
+    gt = disk_labels((60, 70), TWO_DISCS)
     prob = (gt > 0).astype(np.float32)
     boundary = find_boundaries(gt, mode="inner").astype(np.float32)
     labels = probability_to_instances(prob, boundary=boundary)

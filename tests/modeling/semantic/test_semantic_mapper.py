@@ -18,7 +18,7 @@ from maskrcnnpp.data.semantic import (
     annotations_to_label_image,
     build_semantic_train_loader,
 )
-from semantic_testutils import disc_labels, make_cfg, write_dataset
+from semantic_testutils import disk_labels, make_cfg, write_dataset
 
 
 def _rle(mask: np.ndarray, compressed: bool = True) -> dict:
@@ -36,7 +36,7 @@ def _rle(mask: np.ndarray, compressed: bool = True) -> dict:
 @pytest.fixture
 def mixed_dict(tmp_path):
     """A 40x50 image with four nuclei in three encodings (two touching) and one crowd region."""
-    labels = disc_labels((40, 50), [(12, 12, 6), (12, 23, 6), (30, 35, 5), (30, 10, 4)])
+    labels = disk_labels((40, 50), [(12, 12, 6), (12, 23, 6), (30, 35, 5), (30, 10, 4)])
     ys, xs = np.nonzero(labels == 4)
     x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
     polygon = [[x0, y0, x1, y0, x1, y1, x0, y1]]
