@@ -104,12 +104,18 @@ def _target_code(annotations: List[dict], height: int, width: int, source: str, 
     is computed with a one-pixel margin (cut off again) so its boundary pixels are exactly those
     of the whole image: an instance's inner contour depends on the neighbouring pixels.
     """
-    y0, x0, y1, x1 = window or (0, 0, height, width)
+    if window is None:
+        labels, crowd = annotations_to_label_image(annotations, height, width, source)
+        return _code(labels, crowd)
+    y0, x0, y1, x1 = window
     ey0, ex0, ey1, ex1 = max(y0 - 1, 0), max(x0 - 1, 0), min(y1 + 1, height), min(x1 + 1, width)
     labels, crowd = annotations_to_label_image(annotations, height, width, source, (ey0, ex0, ey1, ex1))
+    return _code(labels, crowd)[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
+
+
+def _code(labels: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     fg, boundary = semantic_targets(labels, crowd)
-    code = np.where(fg == IGNORE_VALUE, IGNORE_VALUE, fg | (boundary << 1)).astype(np.uint8)
-    return code[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
+    return np.where(fg == IGNORE_VALUE, IGNORE_VALUE, fg | (boundary << 1)).astype(np.uint8)
 
 
 def _mirror_pad_to(image: np.ndarray, target: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
