@@ -27,7 +27,7 @@ import os
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -377,13 +377,17 @@ def table_values(test_results: Dict) -> Dict[str, Optional[float]]:
     }
 
 
+def _result_path(plan: ExperimentPlan, run: Run) -> str:
+    return os.path.join(plan.out_dir, run.name, "result.json")
+
+
 def run_one(plan: ExperimentPlan, run: Run, latency: bool = True) -> Dict:
     """Train, select, test and measure one run; returns (and stores) its result row.
 
     With ``latency`` False the row's latency fields stay None (``measure_row_latency`` fills
     them later, when no other run shares the device)."""
     run_dir = os.path.join(plan.out_dir, run.name)
-    result_path = os.path.join(run_dir, "result.json")
+    result_path = _result_path(plan, run)
     done = _json_load(result_path)
     if done is not None and not plan.force:
         logger.info("%s: result exists (%s), skipped", run.name, result_path)
@@ -428,14 +432,12 @@ def measure_row_latency(plan: ExperimentPlan, run: Run, row: Dict) -> Dict:
     """Fill a stored row's latency from its selected checkpoint (model rebuilt here); returns the row."""
     if row.get("latency_ms_median") is not None:
         return row
-    run_dir = os.path.join(plan.out_dir, run.name)
     cfg = build_run_cfg(plan, run)
     model = NucleiTrainer.build_model(cfg)
-    DetectionCheckpointer(model).load(os.path.join(run_dir, "train", row["selected_checkpoint"]))
+    DetectionCheckpointer(model).load(os.path.join(plan.out_dir, run.name, "train", row["selected_checkpoint"]))
     row = {**row, **measure_latency(cfg, model, plan.latency_size, plan.latency_iters)}
-    _json_dump(os.path.join(run_dir, "result.json"), row)
-    del model
-    return _json_load(os.path.join(run_dir, "result.json"))
+    _json_dump(_result_path(plan, run), row)
+    return _json_load(_result_path(plan, run))
 
 
 def _run_in_child(plan: ExperimentPlan, run: Run, threads: int) -> Dict:
@@ -477,19 +479,17 @@ def run_experiment(plan: ExperimentPlan) -> Dict:
     are still returned.
     """
     runs = plan_runs(plan)
-    errors: Dict[str, str] = {}
-    if plan.report_only:
-        stored = {r.name: _json_load(os.path.join(plan.out_dir, r.name, "result.json")) for r in runs}
-        errors = {name: "not finished (no result.json)" for name, row in stored.items() if row is None}
-        rows = [measure_row_latency(plan, r, stored[r.name]) for r in runs if stored[r.name] is not None]
-    elif plan.jobs > 1:
-        results = {r.name: os.path.join(plan.out_dir, r.name, "result.json") for r in runs}
-        pending = [r for r in runs if plan.force or _json_load(results[r.name]) is None]
-        done, errors = _run_concurrently(plan, pending) if pending else ({}, {})
-        rows = [measure_row_latency(plan, r, done.get(r.name) or _json_load(results[r.name]))
-                for r in runs if r.name not in errors]
-    else:
+    if plan.jobs == 1 and not plan.report_only:
         rows = [run_one(plan, run) for run in runs]
+        return {"plan": asdict(plan), "rows": rows, "failed": {}, "paper_table_v": PAPER_TABLE_V}
+    stored = {r.name: _json_load(_result_path(plan, r)) for r in runs}
+    if plan.report_only:
+        errors = {name: "not finished (no result.json)" for name, row in stored.items() if row is None}
+    else:
+        pending = [r for r in runs if plan.force or stored[r.name] is None]
+        done, errors = _run_concurrently(plan, pending) if pending else ({}, {})
+        stored.update(done)
+    rows = [measure_row_latency(plan, r, stored[r.name]) for r in runs if r.name not in errors]
     return {"plan": asdict(plan), "rows": rows, "failed": errors, "paper_table_v": PAPER_TABLE_V}
 
 
