@@ -216,7 +216,11 @@ def measure_train_step(model: nn.Module, batch: List[Dict], amp: bool, warmup: i
 
 
 def measure_loader(loader, batches: int, warmup: int = 1) -> Dict[str, float]:
-    """Images/s delivered by a training data loader alone (workers started during warm-up)."""
+    """Images/s delivered by a training data loader alone, over ``batches`` batches after ``warmup``.
+
+    With N workers, give ``warmup >= N``: the workers start together, so when the first batch
+    arrives the other N-1 are nearly done, and timing from there would count them almost free.
+    """
     it = iter(loader)
     for _ in range(warmup):
         next(it)

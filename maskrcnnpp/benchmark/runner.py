@@ -158,7 +158,8 @@ def _loader_figures(cfg: CfgNode, settings: Settings) -> Dict[str, object]:
         if hasattr(data_pkg, "setup_datasets"):
             data_pkg.setup_datasets(cfg)
         loader = NucleiTrainer.build_train_loader(cfg)
-        out["loader_images_per_s"] = measure_loader(loader, settings.loader_batches)["images_per_s"]
+        warmup = max(1, cfg.DATALOADER.NUM_WORKERS)  # one batch per worker, see measure_loader
+        out["loader_images_per_s"] = measure_loader(loader, settings.loader_batches, warmup)["images_per_s"]
     except (FileNotFoundError, KeyError, ValueError) as e:  # dataset not prepared / not registered
         message = str(e).splitlines()[0] if str(e) else ""
         out["loader_error"] = f"{type(e).__name__}: {message[:300]}"

@@ -1,11 +1,14 @@
 """Single measurements of maskrcnnpp.benchmark on hand-worked cases (no timing is asserted)."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from maskrcnnpp.benchmark import PeakMemory, add_ratios, count_flops, count_parameters, count_parameters_used
-from maskrcnnpp.benchmark.measure import measure_throughput
+from maskrcnnpp.benchmark import measure as measure_module
+from maskrcnnpp.benchmark.measure import measure_loader, measure_throughput
 from maskrcnnpp.benchmark.timing import summarize_ms, time_calls
 
 
@@ -93,3 +96,18 @@ def test_ratios_are_to_the_first_model_at_the_same_size():
     assert rows[3]["ratios"]["latency_median_ms"] == 0.5
     assert rows[3]["ratios"]["gflops"] is None  # not measured -> no ratio, not a crash
     assert np.isclose(rows[1]["ratios"]["latency_median_ms"], 1.0)
+
+
+def test_loader_rate_counts_only_the_batches_after_warm_up(monkeypatch):
+    """A fake loader whose batches of 2 images take 0.5 s of a fake clock, except the first
+    (workers starting, 3 s): 6 timed batches = 12 images in 3 s = 4 images/s."""
+    clock = {"t": 0.0}
+    monkeypatch.setattr(measure_module, "time", SimpleNamespace(perf_counter=lambda: clock["t"]))
+
+    def loader():
+        for i in range(100):
+            clock["t"] += 3.0 if i == 0 else 0.5
+            yield [{"image": None}, {"image": None}]
+
+    result = measure_loader(loader(), batches=6, warmup=2)
+    assert result == {"images_per_s": 4.0, "images": 12, "seconds": 3.0}
