@@ -70,7 +70,8 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     # Mask R-CNN family with INPUT.MASK_FORMAT "bitmask": train through
     # maskrcnnpp.data.instance_mapper.NucleiInstanceMapper, which gives the same inputs as
     # Detectron2's DatasetMapper but decodes and resizes the RLE masks of all instances at once
-    # (DSB 2018, 4 workers on 16 cores: 12 -> 68 images/s). False: the stock DatasetMapper.
+    # (DSB 2018 loader, 4 workers on 2 cores, tools/benchmark.py: 13-17 -> 44-61 images/s).
+    # False: the stock DatasetMapper.
     cfg.DATALOADER.FAST_INSTANCE_MAPPER = True
 
     # ---------------------------------------------------------------- solver / training loop

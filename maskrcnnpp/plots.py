@@ -23,7 +23,6 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .evaluation.metrics import DSB_THRESHOLD_TWENTIETHS, overlap_matrix
-
 from .jsonio import read_json
 
 

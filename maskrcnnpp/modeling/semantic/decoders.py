@@ -65,13 +65,13 @@ def _check_choice(key: str, value, allowed: Sequence) -> None:
         raise ValueError(f"MODEL.SEMANTIC_UNET.{key}={value!r} is not allowed; choose one of {list(allowed)}")
 
 
-
 def prediction_head(in_channels: int, out_channels: int, kernel_size: int) -> Conv2d:
     """A logits head (1x1 or 3x3 conv) started near zero, so every head begins at p ~ 0.5."""
     head = Conv2d(in_channels, out_channels, kernel_size=kernel_size, padding=kernel_size // 2)
     nn.init.normal_(head.weight, std=0.01)
     nn.init.constant_(head.bias, 0.0)
     return head
+
 
 class GraphDecoder(nn.Module):
     """A decoder whose nodes ``x_i_j`` (modules of that name) form a DAG evaluated on demand.
