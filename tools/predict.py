@@ -5,8 +5,9 @@
     python tools/predict.py --input folder/ --pattern "*.tif" --config maskrcnnpp_tiny --weights w.pth \\
         --output pred/ --formats label_tif,nuclei_csv,imagej_roi --tile-size 512 --tile-overlap 64 --device cuda
 
-Images may be grey, RGB or RGBA, 8 or 16 bits (16-bit and float images are stretched to 8 bits by
---rescale, default: 0.1..99.9th percentiles). Outputs (in --output), per image <stem>:
+Images may be grey, RGB or RGBA, 8 or 16 bits (16-bit and float images become 8 bits by --rescale;
+the default, max, scales by 255/max exactly as prepare_dsb2018.py converts training images).
+Outputs (in --output), per image <stem>:
   label_png   <stem>_labels.png   16-bit label image (0 background, nucleus k = k)
   label_tif   <stem>_labels.tif   the same as TIFF
   nuclei_csv  <stem>_nuclei.csv   id, area, centroid, bbox, score, mean intensity (original units)
@@ -65,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     inp.add_argument("--input", "-i", required=True, metavar="FILE_OR_FOLDER", help="an image file or a folder of images")
     inp.add_argument("--pattern", default=None,
                      help="glob of the files to take from a folder, e.g. '*.tif' (default: all of %s)" % ", ".join(IMAGE_SUFFIXES))
-    inp.add_argument("--rescale", choices=RESCALE_MODES, default="percentile",
-                     help="how 16-bit/float images become 8-bit: percentile (0.1..99.9), minmax, none (default: %(default)s)")
+    inp.add_argument("--rescale", choices=RESCALE_MODES, default="max",
+                     help="how 16-bit/float images become 8-bit: max (x 255/max, as prepare_dsb2018.py converts "
+                          "training images), percentile (0.1..99.9), minmax, none (default: %(default)s)")
     model = parser.add_argument_group("model")
     model.add_argument("--config", "-c", required=True, metavar="NAME_OR_FILE", help="config file or a bare name in configs/")
     model.add_argument("--weights", "-w", default=None, help="checkpoint (.pth/.pkl); default: the config's MODEL.WEIGHTS")

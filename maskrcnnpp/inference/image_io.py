@@ -11,13 +11,16 @@ Conversion to ``uint8`` (:func:`to_uint8_rgb`):
   (values outside are clipped), with ``(lo, hi)`` taken over all channels together (so colours
   keep their ratios) by the ``rescale`` rule:
 
-  - ``"percentile"`` (default): ``lo, hi`` = the 0.1th and 99.9th percentiles of the pixel values,
-    robust to a few hot or dead pixels, the usual choice for 16-bit fluorescence;
+  - ``"max"`` (default): ``lo = 0``, ``hi`` = the maximum, which is how ``prepare_dsb2018.py``
+    converts deeper-than-8-bit training images; a model trained on data it prepared therefore sees
+    the same pixels at prediction as in training;
+  - ``"percentile"``: ``lo, hi`` = the 0.1th and 99.9th percentiles of the pixel values, robust to
+    a few hot or dead pixels (a contrast stretch the training images did not get);
   - ``"minmax"``: ``lo, hi`` = the minimum and maximum;
   - ``"none"``: ``lo, hi`` = the full range of the type (0..65535 for ``uint16``; 0..1 for
     floats), i.e. no contrast stretch.
 
-  A constant image (``hi == lo``) becomes all zeros.
+  ``hi == lo`` (an all-zero image, or a constant one with "percentile" or "minmax") gives all zeros.
 * grey becomes RGB by repeating the channel.
 
 Per-nucleus intensities are measured on the *original* values (:func:`intensity_image`), not on
@@ -34,7 +37,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-RESCALE_MODES = ("percentile", "minmax", "none")
+RESCALE_MODES = ("max", "percentile", "minmax", "none")
 PERCENTILES = (0.1, 99.9)
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -156,7 +159,7 @@ def colour_channels(image: np.ndarray) -> np.ndarray:
     return image[:, :, :3] if image.shape[2] == 4 else image
 
 
-def intensity_range(image: np.ndarray, rescale: str = "percentile") -> Tuple[float, float]:
+def intensity_range(image: np.ndarray, rescale: str = "max") -> Tuple[float, float]:
     """The ``(lo, hi)`` intensities mapped to 0 and 255 by :func:`to_uint8_rgb` (see module doc)."""
     if rescale not in RESCALE_MODES:
         raise ValueError(f"rescale must be one of {RESCALE_MODES}, got {rescale!r}")
@@ -171,13 +174,15 @@ def intensity_range(image: np.ndarray, rescale: str = "percentile") -> Tuple[flo
     finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
     if finite.size == 0:
         return 0.0, 0.0
+    if rescale == "max":
+        return 0.0, float(finite.max())
     if rescale == "minmax":
         return float(finite.min()), float(finite.max())
     lo, hi = np.percentile(finite, PERCENTILES)
     return float(lo), float(hi)
 
 
-def to_uint8_rgb(image: np.ndarray, rescale: str = "percentile") -> np.ndarray:
+def to_uint8_rgb(image: np.ndarray, rescale: str = "max") -> np.ndarray:
     """The model input ``uint8 [H, W, 3]`` (RGB order) of any supported image (module doc)."""
     values = colour_channels(np.asarray(image))
     if values.dtype == np.uint8:

@@ -79,7 +79,7 @@ class NucleiPredictor:
         *,
         tta: bool = False,
         score_thresh: Optional[float] = None,
-        rescale: str = "percentile",
+        rescale: str = "max",
         model: Optional[torch.nn.Module] = None,
     ):
         """
@@ -88,7 +88,8 @@ class NucleiPredictor:
             weights: checkpoint to load (default ``cfg.MODEL.WEIGHTS``); ignored when ``model`` is given.
             tta: test-time augmentation (module doc).
             score_thresh: drop instances scoring below this (default ``cfg.TEST.NUCLEI.SCORE_THRESH``).
-            rescale: how non-8-bit images become 8-bit: "percentile", "minmax" or "none" (see image_io).
+            rescale: how non-8-bit images become 8-bit: "max" (as prepare_dsb2018.py converts training
+                images), "percentile", "minmax" or "none" (see image_io).
             model: an already built and loaded model to use instead of building one from ``cfg``.
         """
         if rescale not in RESCALE_MODES:

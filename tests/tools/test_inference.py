@@ -47,15 +47,32 @@ def test_16bit_percentile_rescale_ignores_hot_pixels():
     lo, hi = intensity_range(img, "percentile")
     assert lo == pytest.approx(np.percentile(img, 0.1)) and hi == pytest.approx(np.percentile(img, 99.9))
     assert hi < 2000  # the hot pixel does not set the white point
-    out = to_uint8_rgb(img)[:, :, 0]
+    out = to_uint8_rgb(img, "percentile")[:, :, 0]
     assert out[0, 0] == 255 and out[5, 0] == 0 and out[5, -1] == 255
     assert out[5, 500] == pytest.approx(round((1500 - lo) * 255 / (hi - lo)), abs=1)
 
 
 def test_constant_and_float_images():
-    assert not to_uint8_rgb(np.full((3, 3), 7, np.uint16)).any()
+    assert not to_uint8_rgb(np.full((3, 3), 7, np.uint16), "percentile").any()
+    assert (to_uint8_rgb(np.full((3, 3), 7, np.uint16)) == 255).all()  # "max": 7 x 255/7
+    assert not to_uint8_rgb(np.zeros((3, 3), np.uint16)).any()
     f = np.array([[0.0, 0.5], [1.0, np.nan]])
     assert to_uint8_rgb(f, "none")[:, :, 0].tolist() == [[0, 128], [255, 0]]
+
+
+def test_default_rescale_gives_the_pixels_prepare_dsb2018_trains_on():
+    # A model trained on 16-bit images converted by prepare_dsb2018.py must see the same 8-bit
+    # pixels when tools/predict.py reads the same file; checked against the converter itself.
+    from maskrcnnpp.data.dsb2018 import _to_rgb8
+
+    rng = np.random.default_rng(3)
+    grey12 = rng.integers(0, 4000, (6, 7)).astype(np.uint16)  # 12-bit data in a 16-bit file
+    rgb16 = rng.integers(0, 65536, (6, 7, 3)).astype(np.uint16)
+    floats = rng.random((6, 7)).astype(np.float32) * 3.5
+    for arr, mode in ((grey12, "I;16"), (rgb16, "RGB"), (floats, "F")):
+        trained_on = _to_rgb8(arr, mode, "img", "img.png", [])
+        assert np.array_equal(to_uint8_rgb(arr), trained_on), mode
+    assert to_uint8_rgb(np.array([[0, 2000], [4000, 1000]], np.uint16))[:, :, 0].tolist() == [[0, 128], [255, 64]]
 
 
 def test_bad_layouts_are_rejected():
