@@ -416,10 +416,10 @@ def _to_rgb8(arr: np.ndarray, mode: str, image_id: str, display: str, correction
             corrections.append(_correction("alpha_not_opaque", image_id, display,
                                            f"{transparent} pixels not opaque (alpha min {low}); alpha dropped"))
     if colour.dtype != np.uint8:
-        values = colour.astype(np.float64)
-        top = float(values.max()) if values.size else 0.0
-        scale = 255.0 / top if top > 0 else 1.0
-        colour = np.clip(np.round(values * scale), 0, 255).astype(np.uint8)
+        # The conversion tools/predict.py applies by default, so predictions see training's pixels.
+        from ..inference.image_io import rescale_to_uint8
+
+        colour, (_, top) = rescale_to_uint8(colour, "max")
         corrections.append(_correction("depth_to_8bit", image_id, display,
                                        f"{arr.dtype} values up to {top:g} scaled by 255/{top:g}"))
     if colour.ndim == 2:

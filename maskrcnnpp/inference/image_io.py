@@ -182,21 +182,24 @@ def intensity_range(image: np.ndarray, rescale: str = "max") -> Tuple[float, flo
     return float(lo), float(hi)
 
 
+def rescale_to_uint8(values: np.ndarray, rescale: str = "max") -> Tuple[np.ndarray, Tuple[float, float]]:
+    """``values`` (any non-8-bit type, same shape out) mapped linearly from ``(lo, hi)`` to 0..255, and
+    that range (module doc). The one conversion of both ``prepare_dsb2018.py`` and prediction."""
+    lo, hi = intensity_range(values, rescale)
+    scaled = values.astype(np.float64)
+    if values.dtype.kind == "f":
+        scaled = np.nan_to_num(scaled, nan=lo, posinf=hi, neginf=lo)
+    if hi > lo:
+        scaled = (scaled - lo) * (255.0 / (hi - lo))
+    else:
+        scaled = np.zeros_like(scaled)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8), (lo, hi)
+
+
 def to_uint8_rgb(image: np.ndarray, rescale: str = "max") -> np.ndarray:
     """The model input ``uint8 [H, W, 3]`` (RGB order) of any supported image (module doc)."""
     values = colour_channels(np.asarray(image))
-    if values.dtype == np.uint8:
-        out = values
-    else:
-        lo, hi = intensity_range(values, rescale)
-        scaled = values.astype(np.float64)
-        if values.dtype.kind == "f":
-            scaled = np.nan_to_num(scaled, nan=lo, posinf=hi, neginf=lo)
-        if hi > lo:
-            scaled = (scaled - lo) * (255.0 / (hi - lo))
-        else:
-            scaled = np.zeros_like(scaled)
-        out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    out = values if values.dtype == np.uint8 else rescale_to_uint8(values, rescale)[0]
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)
     return np.ascontiguousarray(out)
