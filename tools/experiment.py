@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evals", type=int, default=4, help="validations (and checkpoints) during each training")
     p.add_argument("--pretrain-synthetic", type=int, default=0, metavar="N",
                    help="also run every model after N iterations of pretraining on synthetic nuclei (backbone "
-                        "transferred), within the same total budget")
+                        "transferred), within the same total budget; measured at CPU scale it did not raise the score "
+                        "(docs/results.md), so it is an experiment arm, not a recipe")
     p.add_argument("--pretrain-configs", nargs="+", default=[], metavar="NAME_OR_FILE",
                    help="only these of --configs also get the pretrained run (default: all)")
     p.add_argument("--pretrain-opts", nargs="+", default=[], metavar="KEY VALUE",
