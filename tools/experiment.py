@@ -17,7 +17,8 @@ val (best checkpoint by SOLVER.BEST_CHECKPOINT_METRIC, default nuclei/score), an
 is scored on test (or --test-root) with the nuclei evaluator. Rows: IoU, Dice, leaderboard score,
 AJI, PQ, mask AP, parameters and inference latency. Results go to OUT/<model>/result.json as
 each model finishes; rerunning skips finished models and resumes interrupted ones from their
-last checkpoint. OUT/experiment.json and OUT/experiment.md hold the table.
+last checkpoint (if they were made with the same data, test set, budget, --evals and overrides:
+otherwise it stops and names the folder). OUT/experiment.json and OUT/experiment.md hold the table.
 """
 from __future__ import annotations
 

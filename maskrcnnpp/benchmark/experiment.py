@@ -6,7 +6,9 @@ the model's measured training speed), validate periodically on VAL keeping the b
 by ``SOLVER.BEST_CHECKPOINT_METRIC`` (``NucleiTrainer``), score that checkpoint on TEST with the
 nuclei evaluator, and measure parameters and inference latency. Each model's row is written
 to ``<out>/<model>/result.json`` as soon as it is known; a rerun skips finished models and
-resumes a partly trained one from its last checkpoint (``<out>/<model>/train``).
+resumes a partly trained one from its last checkpoint (``<out>/<model>/train``), provided
+they were made with the same options (``run_signature``: data, test set, budget, validations,
+overrides); a folder made with other options is an error, never a silently mixed table.
 
 Optional synthetic pretraining (``pretrain_iters`` > 0) first trains the model on the
 synthetic nuclei set, then starts the real training from its backbone weights; the pretraining
@@ -131,6 +133,34 @@ class Run:
     def name(self) -> str:
         base = os.path.splitext(os.path.basename(self.config))[0]
         return f"{base}+synthpre{self.pretrain_iters}" if self.pretrain_iters else base
+
+
+def run_signature(plan: ExperimentPlan, run: Run) -> Dict:
+    """The options ``run``'s budget and result depend on (beyond its name), as stored in JSON.
+
+    A run folder made with other values belongs to another experiment: skipping to its result or
+    resuming its checkpoints under this command would silently mix the two.
+    """
+    signature = {
+        "data": plan.data, "test_root": os.path.realpath(plan.test_root) if plan.test_root else None,
+        "test_split": plan.test_split, "budget_iters": plan.budget_iters, "budget_minutes": plan.budget_minutes,
+        "evals": plan.evals, "pretrain_opts": list(plan.pretrain_opts) if run.pretrain_iters else [],
+        "opts": list(plan.opts),
+    }
+    return json.loads(json.dumps(signature))  # tuples become lists, as when read back
+
+
+def check_same_experiment(path: str, budget: Dict, signature: Dict) -> None:
+    """Raise a UserError naming ``path`` and the differing options if the stored ``budget`` (of a
+    ``budget.json``, or a ``result.json`` row's) was made with another ``run_signature``."""
+    made_with = budget.get("signature")
+    if made_with is None:
+        logger.warning("%s records no options (made by an older version): not checked against this command", path)
+        return
+    diff = [f"{k} {made_with.get(k)!r} there, {v!r} now" for k, v in signature.items() if made_with.get(k) != v]
+    if diff:
+        raise UserError(f"{path} belongs to another experiment ({'; '.join(diff)}): give another --out, or delete "
+                        f"{os.path.dirname(path)} to redo this run with these options")
 
 
 def plan_runs(plan: ExperimentPlan) -> List[Run]:
@@ -274,7 +304,9 @@ def resolve_budget(plan: ExperimentPlan, run: Run, cfg: CfgNode, pre_cfg: Option
     """
     path = os.path.join(run_dir, "budget.json")
     stored = _json_load(path)
+    signature = run_signature(plan, run)
     if stored is not None:
+        check_same_experiment(path, stored, signature)
         return stored
     pre = run.pretrain_iters
     if plan.budget_iters is not None:
@@ -298,6 +330,7 @@ def resolve_budget(plan: ExperimentPlan, run: Run, cfg: CfgNode, pre_cfg: Option
                   "pretrain_seconds_per_iter": s_pre if pre else None, "pretrain_iters": pre,
                   "train_iters": max(1, int(math.floor(left / s_train)))}
         budget["total_iters"] = budget["train_iters"] + pre
+    budget["signature"] = signature
     _json_dump(path, budget)
     return budget
 
@@ -390,6 +423,7 @@ def run_one(plan: ExperimentPlan, run: Run, latency: bool = True) -> Dict:
     result_path = _result_path(plan, run)
     done = _json_load(result_path)
     if done is not None and not plan.force:
+        check_same_experiment(result_path, done["budget"], run_signature(plan, run))
         logger.info("%s: result exists (%s), skipped", run.name, result_path)
         return done
     probe = build_run_cfg(plan, run)
@@ -483,6 +517,9 @@ def run_experiment(plan: ExperimentPlan) -> Dict:
         rows = [run_one(plan, run) for run in runs]
         return {"plan": asdict(plan), "rows": rows, "failed": {}, "paper_table_v": PAPER_TABLE_V}
     stored = {r.name: _json_load(_result_path(plan, r)) for r in runs}
+    for r in runs:
+        if stored[r.name] is not None and not (plan.force and not plan.report_only):
+            check_same_experiment(_result_path(plan, r), stored[r.name]["budget"], run_signature(plan, r))
     if plan.report_only:
         errors = {name: "not finished (no result.json)" for name, row in stored.items() if row is None}
     else:

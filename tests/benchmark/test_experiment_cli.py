@@ -2,6 +2,8 @@
 synthetic pretraining, resuming (smoke run; no accuracy or timing is asserted)."""
 import json
 import os
+import re
+import shutil
 
 import pytest
 import torch
@@ -120,3 +122,33 @@ def test_concurrent_runs_fill_every_field_and_report_a_failed_run(tmp_path, caps
     assert report["rows"] == stored["rows"]
     assert "| broken | not finished (no result.json) |" in (out / "experiment.md").read_text()
     assert (out / "maskrcnn_tiny" / "train" / "model_final.pth").stat().st_mtime_ns == stamp
+
+
+def test_a_run_folder_of_another_experiment_is_an_error_not_a_mixed_table(experiment, tmp_path, capsys):
+    """Rerunning into the same --out with another budget or other overrides must not report (or
+    resume) the runs made with the first command's options."""
+    tool, base, test_root, _ = experiment
+    out = base / "out"
+    args = experiment_args(out, test_root)
+    longer = list(args)
+    longer[longer.index("--budget-iters") + 1] = "3"
+
+    def refused(argv, message):
+        with pytest.raises(SystemExit, match="2"):
+            tool.main(argv)
+        assert re.search(message, capsys.readouterr().err)
+
+    refused(longer, r"unetpp_tiny/result.json belongs to another experiment \(budget_iters 2 there, 3 now\)")
+    refused(["--report-only", "--jobs", "2", *args, "SEED", "5"],
+            r"result.json belongs to another experiment \(opts .* there, \[.*'SEED', '5'\] now\)")
+    # an interrupted run (budget.json and checkpoints, no result.json) is not resumed under other options
+    shutil.copytree(out / "maskrcnnpp_tiny", tmp_path / "maskrcnnpp_tiny")
+    (tmp_path / "maskrcnnpp_tiny" / "result.json").unlink()
+    stamp = (tmp_path / "maskrcnnpp_tiny" / "train" / "model_final.pth").stat().st_mtime_ns
+    other = [a if a != str(out) else str(tmp_path) for a in args]
+    other[other.index("--evals") + 1] = "2"
+    refused(["--data", "synthetic", "--configs", "maskrcnnpp_tiny", *other[other.index("--budget-iters"):]],
+            r"maskrcnnpp_tiny/budget.json belongs to another experiment \(evals 1 there, 2 now\)")
+    assert (tmp_path / "maskrcnnpp_tiny" / "train" / "model_final.pth").stat().st_mtime_ns == stamp
+    rows = tool.main(args)["rows"]  # the first command's options: its runs are read back
+    assert [r["model"] for r in rows] == RUNS and {r["budget"]["total_iters"] for r in rows} == {2}
