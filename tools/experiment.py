@@ -18,7 +18,8 @@ is scored on test (or --test-root) with the nuclei evaluator. Rows: IoU, Dice, l
 AJI, PQ, mask AP, parameters and inference latency. Results go to OUT/<model>/result.json as
 each model finishes; rerunning skips finished models and resumes interrupted ones from their
 last checkpoint (if they were made with the same data, test set, budget, --evals and overrides:
-otherwise it stops and names the folder). OUT/experiment.json and OUT/experiment.md hold the table.
+otherwise it stops and names the folder; --report-only only warns). OUT/experiment.json and
+OUT/experiment.md hold the table.
 """
 from __future__ import annotations
 

@@ -150,17 +150,23 @@ def run_signature(plan: ExperimentPlan, run: Run) -> Dict:
     return json.loads(json.dumps(signature))  # tuples become lists, as when read back
 
 
-def check_same_experiment(path: str, budget: Dict, signature: Dict) -> None:
-    """Raise a UserError naming ``path`` and the differing options if the stored ``budget`` (of a
-    ``budget.json``, or a ``result.json`` row's) was made with another ``run_signature``."""
+def check_same_experiment(path: str, budget: Dict, signature: Dict, strict: bool = True) -> List[str]:
+    """The options in which the stored ``budget`` (of a ``budget.json``, or a ``result.json``
+    row's) differs from ``signature``; with ``strict``, any difference is a UserError naming
+    ``path``, otherwise a logged warning (``--report-only`` tables rows of several commands, e.g.
+    one budget for the R-CNN family and another for the U-Nets)."""
     made_with = budget.get("signature")
     if made_with is None:
         logger.warning("%s records no options (made by an older version): not checked against this command", path)
-        return
+        return []
     diff = [f"{k} {made_with.get(k)!r} there, {v!r} now" for k, v in signature.items() if made_with.get(k) != v]
     if diff:
-        raise UserError(f"{path} belongs to another experiment ({'; '.join(diff)}): give another --out, or delete "
-                        f"{os.path.dirname(path)} to redo this run with these options")
+        message = f"{path} belongs to another experiment ({'; '.join(diff)})"
+        if strict:
+            raise UserError(f"{message}: give another --out, or delete {os.path.dirname(path)} to redo this run "
+                            "with these options")
+        logger.warning("%s; reported as it was made", message)
+    return diff
 
 
 def plan_runs(plan: ExperimentPlan) -> List[Run]:
@@ -517,9 +523,10 @@ def run_experiment(plan: ExperimentPlan) -> Dict:
         rows = [run_one(plan, run) for run in runs]
         return {"plan": asdict(plan), "rows": rows, "failed": {}, "paper_table_v": PAPER_TABLE_V}
     stored = {r.name: _json_load(_result_path(plan, r)) for r in runs}
-    for r in runs:
-        if stored[r.name] is not None and not (plan.force and not plan.report_only):
-            check_same_experiment(_result_path(plan, r), stored[r.name]["budget"], run_signature(plan, r))
+    for r in runs:  # with --force, the run's budget.json is checked when it is redone
+        if stored[r.name] is not None and (plan.report_only or not plan.force):
+            check_same_experiment(_result_path(plan, r), stored[r.name]["budget"], run_signature(plan, r),
+                                  strict=not plan.report_only)
     if plan.report_only:
         errors = {name: "not finished (no result.json)" for name, row in stored.items() if row is None}
     else:

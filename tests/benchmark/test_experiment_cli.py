@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from maskrcnnpp.benchmark.experiment import TABLE_FIELDS
+from maskrcnnpp.benchmark.experiment import TABLE_FIELDS, check_same_experiment
 from maskrcnnpp.data import build_synthetic_dataset
 from maskrcnnpp.engine import UserError
 
@@ -139,8 +139,13 @@ def test_a_run_folder_of_another_experiment_is_an_error_not_a_mixed_table(experi
         assert re.search(message, capsys.readouterr().err)
 
     refused(longer, r"unetpp_tiny/result.json belongs to another experiment \(budget_iters 2 there, 3 now\)")
-    refused(["--report-only", "--jobs", "2", *args, "SEED", "5"],
+    refused(["--jobs", "2", *args, "SEED", "5"],
             r"result.json belongs to another experiment \(opts .* there, \[.*'SEED', '5'\] now\)")
+    # --report-only tables what exists (e.g. one budget per model family), each row with its own budget
+    assert {r["budget"]["total_iters"] for r in tool.main(["--report-only", *longer])["rows"]} == {2}
+    row = json.loads((out / "unetpp_tiny" / "result.json").read_text())
+    assert check_same_experiment("r.json", row["budget"], {**row["budget"]["signature"], "budget_iters": 3},
+                                 strict=False) == ["budget_iters 2 there, 3 now"]
     # an interrupted run (budget.json and checkpoints, no result.json) is not resumed under other options
     shutil.copytree(out / "maskrcnnpp_tiny", tmp_path / "maskrcnnpp_tiny")
     (tmp_path / "maskrcnnpp_tiny" / "result.json").unlink()
