@@ -8,7 +8,8 @@ nuclei evaluator, and measure parameters and inference latency. Each model's row
 to ``<out>/<model>/result.json`` as soon as it is known; a rerun skips finished models and
 resumes a partly trained one from its last checkpoint (``<out>/<model>/train``), provided
 they were made with the same options (``run_signature``: data, test set, budget, validations,
-overrides); a folder made with other options is an error, never a silently mixed table.
+overrides); a folder made with other options is an error (with ``report_only``, a logged
+warning), never a silently mixed table.
 
 Optional synthetic pretraining (``pretrain_iters`` > 0) first trains the model on the
 synthetic nuclei set, then starts the real training from its backbone weights; the pretraining
