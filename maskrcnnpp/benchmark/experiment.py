@@ -421,6 +421,16 @@ def _result_path(plan: ExperimentPlan, run: Run) -> str:
     return os.path.join(plan.out_dir, run.name, "result.json")
 
 
+def finished_row(plan: ExperimentPlan, run: Run) -> Optional[Dict]:
+    """``run``'s stored result row, or None; checked against this command's options (a mismatch
+    is an error, or with ``report_only`` a warning: ``check_same_experiment``)."""
+    path = _result_path(plan, run)
+    row = _json_load(path)
+    if row is not None:
+        check_same_experiment(path, row["budget"], run_signature(plan, run), strict=not plan.report_only)
+    return row
+
+
 def run_one(plan: ExperimentPlan, run: Run, latency: bool = True) -> Dict:
     """Train, select, test and measure one run; returns (and stores) its result row.
 
@@ -428,9 +438,8 @@ def run_one(plan: ExperimentPlan, run: Run, latency: bool = True) -> Dict:
     them later, when no other run shares the device)."""
     run_dir = os.path.join(plan.out_dir, run.name)
     result_path = _result_path(plan, run)
-    done = _json_load(result_path)
+    done = finished_row(plan, run)
     if done is not None and not plan.force:
-        check_same_experiment(result_path, done["budget"], run_signature(plan, run))
         logger.info("%s: result exists (%s), skipped", run.name, result_path)
         return done
     probe = build_run_cfg(plan, run)
@@ -523,11 +532,7 @@ def run_experiment(plan: ExperimentPlan) -> Dict:
     if plan.jobs == 1 and not plan.report_only:
         rows = [run_one(plan, run) for run in runs]
         return {"plan": asdict(plan), "rows": rows, "failed": {}, "paper_table_v": PAPER_TABLE_V}
-    stored = {r.name: _json_load(_result_path(plan, r)) for r in runs}
-    for r in runs:  # with --force, the run's budget.json is checked when it is redone
-        if stored[r.name] is not None and (plan.report_only or not plan.force):
-            check_same_experiment(_result_path(plan, r), stored[r.name]["budget"], run_signature(plan, r),
-                                  strict=not plan.report_only)
+    stored = {r.name: finished_row(plan, r) for r in runs}
     if plan.report_only:
         errors = {name: "not finished (no result.json)" for name, row in stored.items() if row is None}
     else:
