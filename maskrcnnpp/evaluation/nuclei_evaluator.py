@@ -6,8 +6,10 @@ from Detectron2's own ``COCOEvaluator`` (official pycocotools code path, ``maxDe
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import io
 import itertools
 import json
 import logging
@@ -19,10 +21,13 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 import detectron2.utils.comm as comm
 from detectron2.data import DatasetCatalog
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
+from detectron2.evaluation.coco_evaluation import COCOevalMaxDets
 from detectron2.structures import BitMasks, Instances
 from detectron2.utils.logger import create_small_table
 
@@ -67,6 +72,39 @@ class _NucleiCOCOEvaluator(COCOEvaluator):
             for res in results:
                 res["category_id"] = id_map[res["category_id"]]
         self._predictions.append({"image_id": image_id, "instances": results})
+
+    def _eval_predictions(self, predictions, img_ids=None) -> None:
+        self._img_ids = img_ids
+        super()._eval_predictions(predictions, img_ids=img_ids)
+
+    def _derive_coco_results(self, coco_eval, iou_type: str, class_names=None) -> Dict[str, float]:
+        # Detectron2 does not call pycocotools when nothing was predicted and reports NaN, which a
+        # results table shows as "not measured". pycocotools scores an empty detection set 0 where
+        # there is ground truth (as it does a single wrong detection), so a model that finds no
+        # nuclei is scored, not hidden; NaN stays where there is no ground truth either.
+        if coco_eval is None and iou_type in ("bbox", "segm"):
+            self._logger.warning("No predictions from the model: COCO %s AP is 0 wherever there is ground truth", iou_type)
+            coco_eval = self._evaluate_no_detections(iou_type)
+        return super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
+
+    def _evaluate_no_detections(self, iou_type: str) -> COCOeval:
+        """pycocotools' evaluation of an empty detection set (``COCO.loadRes`` rejects an empty list)."""
+        coco_dt = COCO()
+        gt = self._coco_api.dataset
+        coco_dt.dataset = {"images": list(gt["images"]), "categories": copy.deepcopy(gt.get("categories", [])),
+                           "annotations": []}
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_dt.createIndex()
+        max_dets = self._max_dets_per_image or [1, 10, 100]
+        # the same COCOeval class and settings as Detectron2's _evaluate_predictions_on_coco
+        coco_eval = (COCOevalMaxDets if max_dets[2] != 100 else COCOeval)(self._coco_api, coco_dt, iou_type)
+        coco_eval.params.maxDets = max_dets
+        if getattr(self, "_img_ids", None) is not None:
+            coco_eval.params.imgIds = self._img_ids
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+        return coco_eval
 
 
 def _setting(cfg, key: str, override):
@@ -122,7 +160,9 @@ class NucleiEvaluator(DatasetEvaluator):
 
     COCO mask and box AP (all instances, no score threshold) come from Detectron2's
     ``COCOEvaluator`` with ``max_dets_per_image=TEST.NUCLEI.MAX_DETS`` and
-    ``use_fast_impl=False`` unless Detectron2's compiled extension is present.
+    ``use_fast_impl=False`` unless Detectron2's compiled extension is present. A model that
+    predicts nothing gets pycocotools' AP of an empty detection set (0 where there is ground
+    truth) rather than Detectron2's NaN.
 
     :meth:`evaluate` returns ``{"nuclei": {...}, "segm": {...}, "bbox": {...}}`` (nuclei values
     are fractions, COCO values percentages) and, with ``output_dir``, writes ``per_image.csv``

@@ -122,9 +122,29 @@ def test_empty_predictions(tiny_dataset, tmp_path):
     for key in ("score", "iou", "dice", "aji", "pq"):
         assert nuclei[key] == pytest.approx(1 / 3), key
     assert nuclei["iou_pooled"] == 0.0 and nuclei["num_pred"] == 0 and nuclei["fn"] == 4
-    assert math.isnan(results["segm"]["AP"])  # Detectron2's convention for "no predictions"
+    # pycocotools' score of an empty detection set (Detectron2 alone would report NaN): 0 where
+    # there is ground truth (all four nuclei are "small", under 32 x 32 px), NaN where there is none
+    for task in ("segm", "bbox"):
+        assert results[task]["AP"] == results[task]["AP50"] == results[task]["APs"] == 0.0, task
+        assert math.isnan(results[task]["APm"]) and math.isnan(results[task]["APl"]), task
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    assert summary["segm"]["AP"] is None  # strict JSON: NaN written as null
+    assert summary["segm"]["AP"] == 0.0 and summary["segm"]["APm"] is None  # strict JSON: NaN written as null
+
+
+def test_no_predictions_score_what_pycocotools_gives_one_wrong_detection(tiny_dataset, tmp_path):
+    """With ground truth present, finding nothing and finding only a wrong nucleus both have AP 0;
+    the first is the only one Detectron2 does not evaluate itself."""
+    name, _ = tiny_dataset
+    far = np.zeros(SIZES[3], bool)
+    far[50:60, 50:60] = True  # on image 3, which has no nuclei
+    aps = {}
+    for label, wrong in (("none", []), ("wrong", [far])):
+        outputs = {i: {"instances": make_instances(wrong if i == 3 else [], SIZES[i])} for i in SIZES}
+        results = run(NucleiEvaluator(name, None, distributed=False, max_dets=500), outputs)
+        aps[label] = {k: v for k, v in results["segm"].items() if not k.startswith("AP-")}
+    assert aps["none"].keys() == aps["wrong"].keys()
+    for key, value in aps["wrong"].items():
+        assert (math.isnan(value) and math.isnan(aps["none"][key])) or aps["none"][key] == value, key
 
 
 def test_score_threshold_from_config(tiny_dataset):
