@@ -65,6 +65,8 @@ class _NucleiCOCOEvaluator(COCOEvaluator):
     re-encoded.
     """
 
+    _img_ids: Optional[List[Any]] = None  # the image ids of the last evaluation (None: all of the dataset)
+
     def add_coco_results(self, image_id: Any, results: List[Dict[str, Any]]) -> None:
         id_map = getattr(self._metadata, "thing_dataset_id_to_contiguous_id", None)
         results = copy.deepcopy(results)
@@ -99,7 +101,7 @@ class _NucleiCOCOEvaluator(COCOEvaluator):
         # the same COCOeval class and settings as Detectron2's _evaluate_predictions_on_coco
         coco_eval = (COCOevalMaxDets if max_dets[2] != 100 else COCOeval)(self._coco_api, coco_dt, iou_type)
         coco_eval.params.maxDets = max_dets
-        if getattr(self, "_img_ids", None) is not None:
+        if self._img_ids is not None:
             coco_eval.params.imgIds = self._img_ids
         coco_eval.evaluate()
         coco_eval.accumulate()
