@@ -5,16 +5,20 @@ The package index's ``pb1-detectron2==0.6`` is upstream Detectron2 v0.6 without 
 actually present, and is tested in ``tests/test_compat.py`` by showing what breaks without it.
 Nothing else in Detectron2 is edited or patched. When upstream Detectron2 built from source (with
 ``_C``) is importable, :func:`apply` does nothing for ``_C``; the other measures are then also
-no-ops unless the installed Pillow/NumPy/setuptools really lack the old names.
+no-ops unless the installed Pillow/NumPy/setuptools really lack the old names, or the installed
+torch really warns about ``torch.jit.script`` when fvcore and Detectron2 call it at import.
 
 Must run before the first ``import detectron2...``; ``import maskrcnnpp`` does it.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
+import re
 import sys
 import types
+import warnings
 from typing import List
 
 APPLIED: List[str] = []  # names of the measures applied in this process, for diagnostics
@@ -121,11 +125,38 @@ def _patch_pkg_resources() -> bool:
     return True
 
 
+_JIT_SCRIPT_DEPRECATED = r"`torch\.jit\.script` is deprecated"
+# Modules that call torch.jit.script when imported: fvcore's focal loss (via detectron2.layers)
+# and Detectron2's box-regression helper.
+_SCRIPTING_AT_IMPORT = ("fvcore.nn", "detectron2.modeling.box_regression")
+
+
+def _import_scripting_modules_quietly() -> bool:
+    # torch >= 2.10 warns that torch.jit.script is deprecated: two FutureWarnings on every
+    # command, about lines in installed packages nobody here can change. Only that warning, only
+    # during those imports, is silenced; the scripted functions work as before.
+    pending = [m for m in _SCRIPTING_AT_IMPORT if m not in sys.modules]
+    if not pending or importlib.util.find_spec("detectron2") is None:
+        return False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in pending:
+            importlib.import_module(name)
+    silenced = False
+    for w in caught:
+        if w.category is FutureWarning and re.search(_JIT_SCRIPT_DEPRECATED, str(w.message)):
+            silenced = True
+        else:  # every other warning of those imports still reaches the user
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return silenced
+
+
 MEASURES = {
     "detectron2._C": _patch_compiled_ops,
     "PIL.Image.LINEAR": _patch_pil_linear,
     "numpy.int/float/bool": _patch_numpy_aliases,
     "pkg_resources": _patch_pkg_resources,
+    "torch.jit.script deprecation warnings": _import_scripting_modules_quietly,
 }
 
 
