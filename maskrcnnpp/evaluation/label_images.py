@@ -153,7 +153,9 @@ def gt_label_image(record: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str, int]]:
 
     Crowd annotations (``iscrowd=1``) are not objects of the nuclei metrics and are skipped;
     empty masks are skipped; where masks overlap, the smaller object keeps the shared pixels.
-    The counts (``crowd``, ``empty``, ``overlap_pixels``, ``dropped``) say how many of each.
+    The counts (``crowd``, ``empty``, ``overlap_pixels``, ``dropped``) say how many of each;
+    ``overlap_pixels`` counts mask pixels given up to a smaller mask (a pixel claimed by k masks
+    counts k - 1).
     """
     height, width = int(record["height"]), int(record["width"])
     where = f"image_id {record.get('image_id')!r} ({record.get('file_name', '?')})"
@@ -178,7 +180,7 @@ def gt_label_image(record: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str, int]]:
     stats = {"crowd": crowd, "empty": empty, "overlap_pixels": overlap, "dropped": len(pixels) - num_kept}
     if overlap:
         logger.warning(
-            "%s: ground-truth masks overlap on %d pixels; the smaller nucleus keeps them (%d nuclei "
+            "%s: ground-truth masks overlap; %d mask pixels given up to the smaller nucleus (%d nuclei "
             "left empty and dropped)", where, overlap, stats["dropped"],
         )
     return labels, stats
@@ -197,8 +199,10 @@ def instances_to_label_image(instances, score_thresh: float, mask_thresh: float)
         raise NucleiEvaluationInputError("predicted Instances have no 'pred_masks'; nuclei metrics need masks")
     masks = instances.pred_masks
     masks = getattr(masks, "tensor", masks)  # BitMasks -> its [N, H, W] tensor
-    scores = instances.scores.detach().to("cpu").numpy().astype(np.float64)
-    keep = np.nonzero(scores >= score_thresh)[0]
+    scores_t = instances.scores.detach().to("cpu")
+    # Compared in the scores' own dtype, as Detectron2 does: float32(0.7) >= 0.7 only in float32.
+    keep = torch.nonzero(scores_t >= score_thresh).flatten().numpy()
+    scores = scores_t.numpy().astype(np.float64)
     if len(keep) < len(scores):  # select before moving: only the kept masks leave the device
         masks = masks[torch.as_tensor(keep, dtype=torch.long, device=masks.device)]
     masks = masks.detach().to("cpu")

@@ -275,6 +275,18 @@ class NucleiEvaluator(DatasetEvaluator):
         instances.pred_classes = torch.zeros(len(ids), dtype=torch.int64)
         return instances
 
+    def _binary_masks(self, instances: Instances) -> Instances:
+        """``instances`` with soft (float) ``pred_masks`` binarised at ``MASK_THRESH``, for COCO AP.
+
+        Detectron2's ``instances_to_coco_json`` casts masks to uint8, which would turn a soft
+        mask's 0.9 into 0; the nuclei metrics binarise the same masks the same way.
+        """
+        if not instances.has("pred_masks") or not getattr(instances.pred_masks, "dtype", torch.bool).is_floating_point:
+            return instances
+        binary = Instances(instances.image_size, **instances.get_fields())
+        binary.pred_masks = instances.pred_masks >= self._mask_thresh
+        return binary
+
     def process(self, inputs, outputs) -> None:
         """Score each (input, output) pair; see the class docstring for the output forms."""
         for inp, out in zip(inputs, outputs):
@@ -293,7 +305,7 @@ class NucleiEvaluator(DatasetEvaluator):
             if "instances" in out:
                 instances = out["instances"]
                 pred_labels = instances_to_label_image(instances, self._score_thresh, self._mask_thresh)
-                coco_output = {"instances": instances}
+                coco_output = {"instances": self._binary_masks(instances)}
             elif "sem_seg" in out:
                 pred_labels = self._semantic_instances(prob)
                 coco_output = {"instances": self._label_image_to_instances(pred_labels)}

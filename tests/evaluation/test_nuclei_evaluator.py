@@ -164,6 +164,12 @@ def test_score_threshold_from_config(tiny_dataset):
     assert low["nuclei"]["score"] == pytest.approx((0.75 + 1 + 1) / 3)
     assert list(low) == ["nuclei"]
 
+    # a float32 score equal to the threshold is kept (float32(0.7) < 0.7 in float64)
+    outputs[1] = {"instances": make_instances(gt_masks(gt, 1) + [spurious], SIZES[1], [0.9, 0.9, 0.9, 0.7])}
+    cfg.TEST.NUCLEI.SCORE_THRESH = 0.7
+    at = run(NucleiEvaluator(name, cfg, distributed=False, coco_ap=False), outputs)
+    assert at["nuclei"]["num_pred"] == 5.0 and at["nuclei"]["score"] == pytest.approx((0.75 + 1 + 1) / 3)
+
 
 def test_soft_masks_use_mask_threshold(tiny_dataset):
     name, gt = tiny_dataset
@@ -172,7 +178,10 @@ def test_soft_masks_use_mask_threshold(tiny_dataset):
         soft = [np.where(m, 0.6, 0.4).astype(np.float32) for m in gt_masks(gt, i)]
         outputs[i] = {"instances": make_instances([s > 0.5 for s in soft], SIZES[i])}
         outputs[i]["instances"].pred_masks = torch.from_numpy(np.stack(soft)) if soft else torch.zeros((0, *SIZES[i]))
-    assert run(NucleiEvaluator(name, distributed=False, coco_ap=False), outputs)["nuclei"]["score"] == 1.0
+    default = run(NucleiEvaluator(name, distributed=False), outputs)
+    assert default["nuclei"]["score"] == 1.0
+    # COCO AP sees the same binarised masks (a uint8 cast alone would make every 0.6 a 0)
+    assert default["segm"]["AP"] == pytest.approx(100.0)
     # at 0.3 every soft mask covers the whole image: the best-scoring one takes it all
     loose = run(NucleiEvaluator(name, distributed=False, coco_ap=False, mask_thresh=0.3), outputs)["nuclei"]
     area1, area2 = sum(m.sum() for m in gt_masks(gt, 1)), gt_masks(gt, 2)[0].sum()
