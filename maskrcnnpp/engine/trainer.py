@@ -16,12 +16,14 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
 
 from .cli import UserError
 
 logger = logging.getLogger(__name__)
 
 SEMANTIC_META_ARCH = "SemanticUNet"
+BEST_PREFIX = "model_best"  # hooks.BestCheckpointer's file prefix: model_best.pth, model_best.json
 
 
 class KeepBestCheckpointer(hooks.BestCheckpointer):
@@ -139,8 +141,37 @@ class NucleiTrainer(DefaultTrainer):
         if period > 0 and metric:
             # DefaultTrainer.test keys results by dataset when there are several: select on the first.
             metric = metric if len(val) == 1 else f"{val[0]}/{metric}"
-            new.append(KeepBestCheckpointer(period, self.checkpointer, metric, mode="max"))
+            new.append(KeepBestCheckpointer(period, self.checkpointer, metric, mode="max", file_prefix=BEST_PREFIX))
         return ret[:writer_at] + new + ret[writer_at:]
+
+    def train(self):
+        """Train (DefaultTrainer.train); a fresh run first sets aside an earlier run's files.
+
+        A run that starts at iteration 0 in an ``OUTPUT_DIR`` that already holds another run's
+        ``model_best.*`` or ``last_checkpoint`` would otherwise test that run's best weights when it
+        validates nothing itself, and a ``--resume`` after a crash before its first checkpoint
+        would continue the other run.
+        """
+        if self.start_iter == 0 and comm.is_main_process():
+            self._set_aside_earlier_run()
+        return super().train()
+
+    def _set_aside_earlier_run(self) -> None:
+        out = self.cfg.OUTPUT_DIR
+        for ext in (".pth", ".json"):
+            path = os.path.join(out, BEST_PREFIX + ext)
+            if os.path.isfile(path):
+                aside = os.path.join(out, f"{BEST_PREFIX}.previous{ext}")
+                os.replace(path, aside)
+                logger.warning("Fresh run (no --resume) in %s: an earlier run's %s is moved to %s; this "
+                               "run keeps and tests only its own best checkpoint", out, path, aside)
+        tag = os.path.join(out, "last_checkpoint")
+        if os.path.isfile(tag):
+            with open(tag) as f:
+                named = f.read().strip()
+            os.remove(tag)
+            logger.warning("Fresh run (no --resume) in %s: the 'last_checkpoint' tag (%s, an earlier run's) "
+                           "is removed, so --resume continues this run, not that one", out, named)
 
     def final_test(self) -> "OrderedDict[str, Dict]":
         """Score DATASETS.TEST with the best validated checkpoint (or the final weights).
@@ -148,7 +179,7 @@ class NucleiTrainer(DefaultTrainer):
         Returns ``{dataset_name: results}`` for every test dataset (DefaultTrainer.test unwraps a
         single dataset's results; this does not, so callers index by name).
         """
-        best = os.path.join(self.cfg.OUTPUT_DIR, "model_best.pth")
+        best = os.path.join(self.cfg.OUTPUT_DIR, BEST_PREFIX + ".pth")
         if os.path.isfile(best):
             logger.info("Final test with the best validated checkpoint %s", best)
             self.checkpointer.load(best, checkpointables=[])
