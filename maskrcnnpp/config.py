@@ -25,7 +25,8 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     # Width of the nested nodes X^{i,j} per level i (finest first). Empty: OUT_CHANNELS at every
     # level (paper-faithful, ~100 GMACs at 512^2); e.g. [64, 128, 256, 256] is the lean variant.
     cfg.MODEL.UNETPP_FPN.WIDTHS = []
-    # Norm after each node's 3x3 conv and after laterals/outputs: "", "BN", "SyncBN", "GN", "FrozenBN".
+    # Norm after each node's 3x3 conv and after laterals/outputs: "", "BN", "SyncBN", "nnSyncBN",
+    # "naiveSyncBN", "GN" (32 groups: widths must be multiples of 32), "FrozenBN".
     cfg.MODEL.UNETPP_FPN.NORM = ""
     # U(.) in Eq. 1, the 2x upsampling of X^{i+1,j-1}: "nearest" or "bilinear".
     cfg.MODEL.UNETPP_FPN.UPSAMPLE = "nearest"

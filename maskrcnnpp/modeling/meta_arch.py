@@ -81,6 +81,10 @@ class MaskRCNNPlusPlus(NucleiRCNN):
         if c.DEEP_SUPERVISION and cfg.MODEL.BACKBONE.NAME != "build_resnet_unetpp_fpn_backbone":
             raise ValueError("MODEL.UNETPP_FPN.DEEP_SUPERVISION needs MODEL.BACKBONE.NAME="
                              f"'build_resnet_unetpp_fpn_backbone', not {cfg.MODEL.BACKBONE.NAME!r}")
+        if c.DEEP_SUPERVISION and (not cfg.MODEL.MASK_ON or cfg.INPUT.MASK_FORMAT != "bitmask"):
+            raise ValueError("MODEL.UNETPP_FPN.DEEP_SUPERVISION's target is the union of the instance masks: it needs "
+                             f"MODEL.MASK_ON True and INPUT.MASK_FORMAT 'bitmask' (got {cfg.MODEL.MASK_ON}, "
+                             f"{cfg.INPUT.MASK_FORMAT!r})")
         ret["deep_supervision_weight"] = c.DEEP_SUPERVISION_WEIGHT if c.DEEP_SUPERVISION else 0.0
         ret["channels_last"] = c.CHANNELS_LAST
         return ret

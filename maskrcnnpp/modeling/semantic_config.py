@@ -16,8 +16,9 @@ def add_semantic_config(cfg: CN) -> None:
     sc.WIDTHS = [32, 64, 128, 256]
     # Number of 3x3 conv + norm + ReLU in each U-Net/UNet+/UNet++ node H(.) (2 in the papers).
     sc.NODE_CONVS = 2
-    # Norm in the decoder convs: "" (none, conv bias), "BN", "SyncBN", "GN" (32 groups: widths
-    # must be multiples of 32), "FrozenBN". The encoder's norm is MODEL.RESNETS.NORM.
+    # Norm in the decoder convs: "" (none, conv bias), "BN", "SyncBN", "nnSyncBN", "naiveSyncBN",
+    # "GN" (32 groups: WIDTHS / UNET3P_CAT_CHANNELS must be multiples of 32), "FrozenBN". The
+    # encoder's norm is MODEL.RESNETS.NORM.
     sc.NORM = "BN"
     # U(.): how coarser maps are upsampled into a node: "bilinear" or "nearest".
     sc.UPSAMPLE = "bilinear"

@@ -26,9 +26,10 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, build_resnet_backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
+from .norms import check_norm
+
 FUSE_MODES = ("concat", "sum")
 UPSAMPLE_MODES = ("nearest", "bilinear")
-NORMS = ("", "BN", "SyncBN", "GN", "FrozenBN", "nnSyncBN", "naiveSyncBN")
 _RESNET_STAGES = ("res2", "res3", "res4", "res5")
 
 
@@ -99,7 +100,6 @@ class UNetPlusPlusFPN(Backbone):
         deep_supervision: bool = False,
     ):
         super().__init__()
-        _check_choice("NORM", norm, NORMS)
         _check_choice("UPSAMPLE", upsample, UPSAMPLE_MODES)
         _check_choice("FUSE", fuse, FUSE_MODES)
         in_features = list(in_features)
@@ -121,12 +121,8 @@ class UNetPlusPlusFPN(Backbone):
             raise ValueError(f"MODEL.UNETPP_FPN.OUT_CHANNELS={out_channels} / WIDTHS={widths} must be positive")
         if bottleneck < 0:
             raise ValueError(f"MODEL.UNETPP_FPN.BOTTLENECK={bottleneck} must be >= 0")
-        if norm == "GN":
-            odd = {k: v for k, v in (("OUT_CHANNELS", [out_channels]), ("WIDTHS", widths), ("BOTTLENECK", [bottleneck] if bottleneck else []))
-                   if any(c % 32 for c in v)}
-            if odd:
-                raise ValueError(f"MODEL.UNETPP_FPN.NORM='GN' uses 32 groups: {', '.join(f'MODEL.UNETPP_FPN.{k}={v}' for k, v in odd.items())} "
-                                 "must be multiples of 32")
+        check_norm("MODEL.UNETPP_FPN", norm, {"OUT_CHANNELS": [out_channels], "WIDTHS": widths,
+                                              "BOTTLENECK": [bottleneck] if bottleneck else []})
 
         self.bottom_up = bottom_up
         self.in_features = in_features

@@ -207,6 +207,15 @@ def test_bad_config_fails_at_build_naming_the_key(key, value, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("key,value", [("MODEL.MASK_ON", False), ("INPUT.MASK_FORMAT", "polygon")])
+def test_deep_supervision_without_bitmask_targets_fails_at_build(key, value):
+    # Its target is the union of the instances' bitmasks; without them training would fail on
+    # the first batch, deep inside the loss.
+    cfg = make_cfg(**{"MODEL.UNETPP_FPN.DEEP_SUPERVISION": True, key: value})
+    with pytest.raises(ValueError, match="needs MODEL.MASK_ON True and INPUT.MASK_FORMAT 'bitmask'"):
+        build_model(cfg)
+
+
 def test_deep_supervision_with_the_fpn_backbone_fails_at_build():
     cfg = make_cfg(**{"MODEL.UNETPP_FPN.DEEP_SUPERVISION": True, "MODEL.BACKBONE.NAME": "build_resnet_fpn_backbone"})
     with pytest.raises(ValueError, match="DEEP_SUPERVISION needs MODEL.BACKBONE.NAME='build_resnet_unetpp_fpn_backbone'"):

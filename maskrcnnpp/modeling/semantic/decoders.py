@@ -34,6 +34,7 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d
 from detectron2.utils.registry import Registry
 
+from ..norms import check_norm
 from .blocks import UPSAMPLE_MODES, ConvStack, conv_norm_relu, resample_to
 
 SEMANTIC_DECODER_REGISTRY = Registry("SEMANTIC_DECODER")
@@ -206,6 +207,7 @@ class NestedDecoder(GraphDecoder):
                 f"the encoder's last stage), got {list(widths)}"
             )
         _check_choice("UPSAMPLE", upsample, UPSAMPLE_MODES)
+        check_norm("MODEL.SEMANTIC_UNET", norm, {"WIDTHS": list(widths)})
         if deep_supervision and self.SKIPS == "unet":
             raise ValueError(
                 "MODEL.SEMANTIC_UNET.DEEP_SUPERVISION=True needs the nested nodes X^{0,1..3}; the plain U-Net "
@@ -308,6 +310,7 @@ class UNet3PlusDecoder(GraphDecoder):
         _check_choice("UPSAMPLE", upsample, UPSAMPLE_MODES)
         if cat_channels < 1:
             raise ValueError(f"MODEL.SEMANTIC_UNET.UNET3P_CAT_CHANNELS must be >= 1, got {cat_channels}")
+        check_norm("MODEL.SEMANTIC_UNET", norm, {"UNET3P_CAT_CHANNELS": [cat_channels]})
         L = self.num_levels
         self.decoder_channels = cat_channels * L
 

@@ -224,6 +224,11 @@ def test_training_losses_ignore_padding_and_average_heads():
         ("unetpp_tiny.yaml", {"MODEL__SEMANTIC_UNET__UPSAMPLE": "bicubic"}, "UPSAMPLE"),
         ("unetpp_tiny.yaml", {"MODEL__SEMANTIC_UNET__TILE_OVERLAP": 200}, "TILE_OVERLAP"),
         ("unetpp_tiny.yaml", {"MODEL__RESNETS__OUT_FEATURES": ["res2", "res3"]}, "OUT_FEATURES"),
+        ("unetpp_tiny.yaml", {"MODEL__SEMANTIC_UNET__NORM": "LN"}, r"MODEL.SEMANTIC_UNET.NORM='LN' is not allowed"),
+        ("unetpp_tiny.yaml", {"MODEL__SEMANTIC_UNET__NORM": "GN", "MODEL__SEMANTIC_UNET__WIDTHS": [16, 32, 64, 64]},
+         r"MODEL.SEMANTIC_UNET.WIDTHS=\[16, 32, 64, 64\] must be multiples of 32"),
+        ("unet3p_tiny.yaml", {"MODEL__SEMANTIC_UNET__NORM": "GN", "MODEL__SEMANTIC_UNET__UNET3P_CAT_CHANNELS": 20},
+         r"MODEL.SEMANTIC_UNET.UNET3P_CAT_CHANNELS=\[20\] must be multiples of 32"),
     ],
 )
 def test_bad_config_names_the_key(name, overrides, match):
