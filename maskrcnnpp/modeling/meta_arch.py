@@ -1,7 +1,7 @@
 """Mask RCNN++'s meta-architecture: Detectron2's GeneralizedRCNN plus optional deep supervision."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -13,18 +13,23 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from .semantic.losses import bce_dice_loss
 
 
-def foreground_target(gt_instances, padded_hw, out_hw, device) -> torch.Tensor:
+def foreground_target(gt_instances, padded_hw, out_hw, device) -> Tuple[torch.Tensor, torch.Tensor]:
     """Union of each image's instance masks, placed in the padded batch frame, area-resized to ``out_hw``.
 
-    Returns a float tensor [N, 1, h, w] in [0, 1] (fraction of foreground in each output cell).
+    Returns ``(target, valid)``: ``target`` float [N, 1, h, w] in [0, 1] (fraction of foreground
+    in each output cell); ``valid`` bool [N, 1, h, w], False where a cell lies mostly in the batch
+    padding, which is neither nucleus nor background (the semantic models ignore it too).
     """
     target = torch.zeros((len(gt_instances), 1, *padded_hw), device=device)
+    extent = torch.zeros_like(target)
     for k, inst in enumerate(gt_instances):
+        height, width = inst.image_size
+        extent[k, 0, :height, :width] = 1
         if len(inst) == 0:
             continue
         union = inst.gt_masks.tensor.any(dim=0).to(target.dtype)
         target[k, 0, : union.shape[0], : union.shape[1]] = union
-    return F.interpolate(target, size=out_hw, mode="area")
+    return F.interpolate(target, size=out_hw, mode="area"), F.interpolate(extent, size=out_hw, mode="area") >= 0.5
 
 
 @META_ARCH_REGISTRY.register()
@@ -62,7 +67,8 @@ class MaskRCNNPlusPlus(NucleiRCNN):
     """Mask R-CNN on the UNet++ pyramid; with deep supervision, adds ``loss_deep_sup``.
 
     ``loss_deep_sup = weight * mean_j L(Y, sigmoid(X^{0,j} head))`` with L the hybrid
-    BCE + soft-Dice loss (UNet++ Eq. 2) against the union of the instance masks. Inference is
+    BCE + soft-Dice loss (UNet++ Eq. 2) against the union of the instance masks, over the
+    images' pixels (batch padding is left out). Inference is
     exactly GeneralizedRCNN's.
     """
 
@@ -102,7 +108,7 @@ class MaskRCNNPlusPlus(NucleiRCNN):
             return out
         logits = self.backbone.deep_supervision_logits
         gt = [x["instances"].to(self.device) for x in batched_inputs]
-        target = foreground_target(gt, self._padded_hw, logits[0].shape[-2:], self.device)
-        loss = sum(bce_dice_loss(l.float(), target) for l in logits) / len(logits)
+        target, valid = foreground_target(gt, self._padded_hw, logits[0].shape[-2:], self.device)
+        loss = sum(bce_dice_loss(l.float(), target, valid) for l in logits) / len(logits)
         out["loss_deep_sup"] = self.deep_supervision_weight * loss
         return out

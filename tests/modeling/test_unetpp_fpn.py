@@ -162,11 +162,19 @@ def test_foreground_target_is_union_in_padded_frame():
 
     batch = _disc_batch(n=1, size=64)
     union = batch[0]["instances"].gt_masks.tensor.any(0).float()
-    t = foreground_target([batch[0]["instances"]], (96, 64), (24, 16), "cpu")
-    assert t.shape == (1, 1, 24, 16)
-    # Area resizing by 4 keeps the foreground fraction; the padded rows are background.
+    t, valid = foreground_target([batch[0]["instances"]], (96, 64), (24, 16), "cpu")
+    assert t.shape == valid.shape == (1, 1, 24, 16)
+    # Area resizing by 4 keeps the foreground fraction; the padded rows are not scored.
     assert torch.isclose(t[0, 0, :16].sum() * 16, union.sum())
     assert t[0, 0, 16:].sum() == 0
+    assert valid[0, 0, :16].all() and not valid[0, 0, 16:].any()
+    # An image of 62 x 58 in the same frame: an output cell counts when at least half of it is image.
+    empty = Instances((62, 58))
+    empty.gt_masks = BitMasks(torch.zeros((0, 62, 58), dtype=torch.bool))
+    t, valid = foreground_target([empty], (96, 64), (24, 16), "cpu")
+    # 62 / 4 = 15.5 rows, 58 / 4 = 14.5 columns: the last half row and half column count, their
+    # corner cell (a quarter image) does not.
+    assert t.sum() == 0 and valid[0, 0].sum(1).tolist() == [15] * 15 + [14] + [0] * 8
 
 
 def test_channels_last_gives_the_same_detections():
