@@ -24,3 +24,19 @@ def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
             sys.exit(2)
 
     return wrapper
+
+
+def ensure_output_dir(path: str, option: str) -> str:
+    """Create the output folder ``path`` (given by ``option``) or raise a UserError saying why not.
+
+    Called before any model is built, so a wrong path costs nothing and leaves nothing behind.
+    """
+    import os
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{option} {path}: exists and is not a folder; give a folder (it is created if missing)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{option} {path}: cannot create the folder ({e.strerror})") from None
+    return path
