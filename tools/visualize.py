@@ -8,10 +8,11 @@
     python tools/visualize.py --config maskrcnnpp_r101 --weights model_best.pth --images my_folder/ --output vis/
 
 Predictions come from a model (--config + --weights) or a COCO results file (--results; image ids
-are matched to the dataset's image ids, or to file stems with --images, as tools/predict.py
-writes them). Images come from a registered dataset split (--dataset, which also gives the
+are matched to the dataset's image ids or file stems, or to the file stems of --images; a file
+matching none of the images drawn is an error). Images come from a registered dataset split (--dataset, which also gives the
 ground truth) or from files (--images FILE_OR_FOLDER). With --dataset and no predictions the
-ground truth alone is drawn. One PNG grid per image is written to --output:
+ground truth alone is drawn. One PNG grid per image, named after the image file's stem, is
+written to --output:
   overlay   image | ground truth | prediction, each nucleus filled in its own colour
   contour   the same with outlines only (crowded nuclei)
   errors    image | ground truth | prediction (contours) | error map: true positive, false negative
@@ -32,7 +33,7 @@ import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports
 import numpy as np  # noqa: E402
 
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
-from maskrcnnpp.engine import setup_cfg, UserError, exit_on_user_error  # noqa: E402
+from maskrcnnpp.engine import setup_cfg, UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.inference import ImageReadError, NucleiPredictor, read_image, to_uint8_rgb  # noqa: E402
 from maskrcnnpp.inference.image_io import list_image_files  # noqa: E402
 from maskrcnnpp.visualization import MODES, comparison_panels, compose_grid, save_png  # noqa: E402
@@ -119,21 +120,40 @@ def results_labels(results: List[dict], shape: Tuple[int, int], score_thresh: fl
     return rles_to_label_image(rles, [float(r.get("score", 1.0)) for r in kept], shape)
 
 
-def iterate_images(args, cfg) -> Iterator[Tuple[str, str, Optional[np.ndarray]]]:
-    """(image id, file, ground-truth label image or None) of the images to draw."""
+def iterate_images(args, cfg) -> Iterator[Tuple[str, Optional[str], str, Optional[np.ndarray]]]:
+    """(file stem, dataset image id or None, file, ground-truth label image or None) of the images to draw."""
     limit = args.max_images or None
     if args.dataset:
         from maskrcnnpp.evaluation import gt_label_image
 
         for record in dataset_items(args.dataset, cfg)[:limit]:
-            yield str(record["image_id"]), record["file_name"], gt_label_image(record)[0]
+            stem = os.path.splitext(os.path.basename(record["file_name"]))[0]
+            yield stem, str(record["image_id"]), record["file_name"], gt_label_image(record)[0]
     else:
         try:
             files = list_image_files(args.images, args.pattern, "--images")
         except ImageReadError as e:
             raise UserError(str(e)) from None
         for path in files[:limit]:
-            yield os.path.splitext(os.path.basename(path))[0], path, None
+            yield os.path.splitext(os.path.basename(path))[0], None, path, None
+
+
+def match_results(items, results: Dict[str, List[dict]], path: str) -> List[Optional[str]]:
+    """The results key of each item (None where the file has no entry); an error when none matches.
+
+    A results file names images either by the dataset's image ids (Detectron2's evaluator) or by
+    file stems (tools/predict.py); the scheme matching more of the images is used for all of them,
+    so an id that happens to equal another image's stem is never taken for it.
+    """
+    by_id = [image_id if image_id in results else None for _, image_id, _, _ in items]
+    by_stem = [stem if stem in results else None for stem, _, _, _ in items]
+    keys = by_id if sum(k is not None for k in by_id) >= sum(k is not None for k in by_stem) else by_stem
+    if items and not any(k is not None for k in keys):
+        theirs = ", ".join(list(results)[:3]) or "none"
+        ours = ", ".join(stem if image_id is None else f"{image_id} / {stem}" for stem, image_id, _, _ in items[:3])
+        raise UserError(f"--results {path}: none of the {len(items)} image(s) to draw has an entry: the file's image "
+                        f"ids ({theirs}, ...) match neither the images' ids nor their file stems ({ours}, ...)")
+    return keys
 
 
 def safe_name(image_id: str) -> str:
@@ -153,14 +173,16 @@ def main(argv=None) -> List[str]:
             cfg.merge_from_list(list(args.opts))
         except (KeyError, ValueError) as e:
             raise UserError(f"bad override in {list(args.opts)}: {e}") from None
+    ensure_output_dir(args.output, "--output")
     items = list(iterate_images(args, cfg))  # input problems surface before the model is built
     results = load_results(args.results) if args.results else None
+    result_keys = match_results(items, results, args.results) if results is not None else [None] * len(items)
     predictor = NucleiPredictor(cfg, args.weights, score_thresh=args.score_thresh) if args.config else None
     score_thresh = cfg.TEST.NUCLEI.SCORE_THRESH if args.score_thresh is None else args.score_thresh
 
     written = []
     missing = 0
-    for image_id, path, gt in items:
+    for (stem, _, path, gt), key in zip(items, result_keys):
         try:
             raw = read_image(path)
         except ImageReadError as e:
@@ -172,16 +194,16 @@ def main(argv=None) -> List[str]:
         if predictor is not None:
             pred = predictor.predict(raw).labels
         elif results is not None:
-            missing += image_id not in results
-            pred = results_labels(results.get(image_id, []), image.shape[:2], score_thresh, f"{args.results} (image {image_id})")
+            missing += key is None
+            pred = results_labels(results.get(key, []), image.shape[:2], score_thresh, f"{args.results} (image {key})")
         panels = comparison_panels(image, args.mode, gt, pred, scale=args.scale)
-        target = os.path.join(args.output, f"{safe_name(image_id)}_{args.mode}.png")
+        target = os.path.join(args.output, f"{safe_name(stem)}_{args.mode}.png")
         save_png(target, compose_grid(panels))
         written.append(target)
     if results is not None and missing:
         logging.getLogger("visualize").warning(
             "%d of %d drawn image(s) have no entry in %s (image ids are matched to %s): drawn without predictions",
-            missing, len(written), args.results, "the dataset's image_id" if args.dataset else "file stems")
+            missing, len(written), args.results, "the dataset's image ids and file stems" if args.dataset else "file stems")
     print(f"wrote {len(written)} {args.mode} grid(s) to {args.output}")
     return written
 

@@ -1,6 +1,7 @@
 """maskrcnnpp.visualization and tools/visualize.py: overlays, contours, the Fig. 4 error map, PNG grids."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -121,9 +122,10 @@ def dataset(tmp_path_factory):
 def test_results_over_a_dataset(dataset, mode, tmp_path):
     name, results_file, truth, predictions, _ = dataset
     written = visualize.main(["--results", results_file, "--dataset", name, "--mode", mode, "--output", str(tmp_path)])
-    assert sorted(os.path.basename(p) for p in written) == sorted(f"{i}_{mode}.png" for i in truth)
+    stems = {i: os.path.splitext(os.path.basename(record["file_name"]))[0] for i, (record, _, _) in truth.items()}
+    assert sorted(os.path.basename(p) for p in written) == sorted(f"{stems[i]}_{mode}.png" for i in truth)
     for image_id, (record, gt, low_pixel) in truth.items():
-        grid = np.asarray(Image.open(tmp_path / f"{image_id}_{mode}.png").convert("RGB"))
+        grid = np.asarray(Image.open(tmp_path / f"{stems[image_id]}_{mode}.png").convert("RGB"))
         panels = 4 if mode == "errors" else 3
         # a 96 px wide error panel stacks its legend's three entries
         cell_h = SIZE + TITLE_HEIGHT + (3 * TITLE_HEIGHT if mode == "errors" else 0)
@@ -142,6 +144,20 @@ def test_results_over_a_dataset(dataset, mode, tmp_path):
             # missed nucleus 1: its pixels are FN (full colour inside, half on its inner border)
             colours = {tuple(c) for c in errors[fn_only]}
             assert colours <= {ERROR_COLORS["FN"], tuple(np.array(ERROR_COLORS["FN"]) // 2)}
+
+
+def test_results_named_by_file_stem_match_the_dataset_images(dataset, tmp_path):
+    """tools/predict.py names images by file stem: its results draw the same error maps as id-keyed ones."""
+    name, results_file, truth, _, root = dataset
+    stems = {i: os.path.splitext(os.path.basename(record["file_name"]))[0] for i, (record, _, _) in truth.items()}
+    by_stem = [dict(r, image_id=stems[str(r["image_id"])]) for r in json.loads(open(results_file).read())]
+    stem_file = tmp_path / "by_stem.json"
+    stem_file.write_text(json.dumps(by_stem))
+    by_id = visualize.main(["--results", results_file, "--dataset", name, "--mode", "errors", "--output", str(tmp_path / "id")])
+    by_name = visualize.main(["--results", str(stem_file), "--dataset", name, "--mode", "errors", "--output", str(tmp_path / "stem")])
+    assert [os.path.basename(p) for p in by_id] == [os.path.basename(p) for p in by_name]
+    for a, b in zip(by_id, by_name):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
 
 
 def test_model_over_image_files(tmp_path):
@@ -173,6 +189,13 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys, dataset):
     assert "dataset 'no_such_split' is not registered" in error(["--results", dataset[1], "--dataset", "no_such_split"] + out)
     assert f"--results {tmp_path / 'x.json'} does not exist" in error(["--results", str(tmp_path / "x.json"), "--dataset", dataset[0]] + out)
     assert "give either --config" in error(["--results", dataset[1], "--config", "maskrcnnpp_tiny", "--dataset", dataset[0]] + out)
+    # a results file for other images: an error, not error maps that call every nucleus missed
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([dict(r, image_id=f"other{r['image_id']}") for r in json.loads(open(dataset[1]).read())]))
+    assert "none of the 2 image(s) to draw has an entry" in error(["--results", str(other), "--dataset", dataset[0]] + out)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert f"--output {afile}: exists and is not a folder" in error(["--results", dataset[1], "--dataset", dataset[0], "--output", str(afile)])
 
 
 def test_subprocess_error_has_no_traceback(tmp_path):
