@@ -7,7 +7,9 @@ from typing import Any, Type
 
 
 def read_json(path: str, what: str, error: Type[Exception] = ValueError) -> Any:
-    """Parsed contents of ``path``; ``error("<what> <path> does not exist | is not valid JSON: ...")``."""
+    """Parsed contents of ``path``; ``error("<what> <path> does not exist | is a folder | is not valid JSON: ...")``."""
+    if os.path.isdir(path):
+        raise error(f"{what} {path} is a folder, not a JSON file")
     if not os.path.isfile(path):
         raise error(f"{what} {path} does not exist")
     try:

@@ -5,10 +5,11 @@
 
 Prints one table and writes OUT/summary.json (top-level ``score``, ``iou``, ``dice``, ``aji``,
 ``pq``, ... as fractions in [0, 1], plus the COCO ``segm``/``bbox`` results in percent) and
-OUT/per_image.csv. Every prediction in the file is scored unless ``--score-thresh`` is given.
-Input problems (a file that is not COCO results format, predictions for image ids absent from
-the ground truth, an RLE whose size is not its image's) end the run with a message on stderr
-and exit status 2.
+OUT/per_image.csv. The nuclei metrics score predictions with score >= ``--score-thresh``
+(default 0.5, as training's evaluation does); COCO AP uses every prediction. Image ids are the
+ground truth's ids, or file-name stems as tools/predict.py writes them. Input problems (a file
+that is not COCO results format, predictions for image ids absent from the ground truth, an RLE
+whose size is not its image's) end the run with a message on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pred", required=True, help="COCO results json, e.g. Detectron2's coco_instances_results.json")
     parser.add_argument("--images", default=None, help="image folder; sizes missing from --gt are read from the files")
     parser.add_argument("--out", default=None, help="output folder for summary.json and per_image.csv (default: the folder of --pred)")
-    parser.add_argument("--score-thresh", type=float, default=None, help="score only predictions with score >= this (default: all)")
+    parser.add_argument("--score-thresh", type=float, default=defaults.SCORE_THRESH,
+                        help="nuclei metrics score only predictions with score >= this (default: %(default)s, training's "
+                             "TEST.NUCLEI.SCORE_THRESH, so a training run's results file gives its summary.json again; "
+                             "0 scores all); COCO AP always uses every prediction")
     parser.add_argument("--max-dets", type=int, default=defaults.MAX_DETS, help="COCO AP max detections per image (default: %(default)s)")
     parser.add_argument("--no-coco-ap", action="store_true", help="skip COCO mask/box AP (nuclei metrics only)")
     return parser.parse_args(argv)
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
                 cfg=None,
                 output_dir=out_dir,
                 distributed=False,
-                score_thresh=-math.inf if args.score_thresh is None else args.score_thresh,
+                score_thresh=args.score_thresh,
                 max_dets=args.max_dets,
                 coco_ap=not args.no_coco_ap,
                 save_coco_results=False,  # the results file is the input: leave it alone
@@ -111,6 +115,12 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not 0.0 <= args.score_thresh <= 1.0:
+        print(f"evaluate.py: error: --score-thresh must be in [0, 1], got {args.score_thresh}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"evaluate.py: error: --out {args.out}: exists and is not a folder", file=sys.stderr)
+        return EXIT_BAD_INPUT
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         results = run(args)

@@ -106,10 +106,35 @@ def load_coco_gt(path: str, images_dir: Optional[str] = None) -> Tuple[Dict[str,
     return gt, fills
 
 
+def _stem(file_name: str) -> str:
+    return os.path.splitext(os.path.basename(str(file_name)))[0]
+
+
+def _ids_from_file_stems(results: List[Dict[str, Any]], gt: Dict[str, Any], path: str) -> List[Dict[str, Any]]:
+    """``results`` with image ids given as file stems (tools/predict.py's) replaced by the ground truth's ids.
+
+    Applies only when no result id is a ground-truth id and every one is the stem of exactly one
+    ground-truth ``file_name``; otherwise ``results`` are returned unchanged (and checked by id).
+    """
+    ids = {image["id"] for image in gt["images"]}
+    used = {res["image_id"] for res in results}
+    if not used or used & ids:
+        return results
+    by_stem: Dict[str, List[Any]] = defaultdict(list)
+    for image in gt["images"]:
+        by_stem[_stem(image["file_name"])].append(image["id"])
+    if not all(isinstance(i, str) and len(by_stem.get(i, ())) == 1 for i in used):
+        return results
+    logger.info("%s: image ids of %d image(s) matched to the ground truth by file-name stem", path, len(used))
+    return [dict(res, image_id=by_stem[res["image_id"]][0]) for res in results]
+
+
 def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str, Any]]]:
     """COCO instance-segmentation results from ``path`` checked against ``gt``, grouped by image id.
 
-    Rejects a file that is not COCO results format, results for image ids absent from ``gt``,
+    Image ids are ``gt``'s ids, or all of them ``gt`` file-name stems (as tools/predict.py writes
+    them), which are mapped to ``gt``'s ids. Rejects a file that is not COCO results format,
+    results for image ids absent from ``gt``,
     category ids absent from ``gt``, and RLEs whose size is not their image's ``[height, width]``.
     Each returned result has a compressed RLE ``segmentation`` (str counts), a float ``score``
     and a ``bbox`` (computed from the mask when absent).
@@ -137,11 +162,13 @@ def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str,
             raise NucleiEvaluationInputError(f"{path}: entry {k} has a non-numeric score {res['score']!r}")
 
     images = {image["id"]: image for image in gt["images"]}
+    results = _ids_from_file_stems(results, gt, path)
     absent = sorted({res["image_id"] for res in results if res["image_id"] not in images}, key=repr)
     if absent:
         shown = ", ".join(repr(i) for i in absent[:10]) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
         raise NucleiEvaluationInputError(
-            f"{path}: predictions for {len(absent)} image id(s) absent from the ground truth: {shown}"
+            f"{path}: predictions for {len(absent)} image id(s) absent from the ground truth: {shown} "
+            "(image ids are matched to the ground truth's ids, or all of them to its file-name stems)"
         )
     category_ids = {c["id"] for c in gt["categories"]}
     by_image: Dict[Any, List[Dict[str, Any]]] = defaultdict(list)

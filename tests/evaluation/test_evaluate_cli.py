@@ -79,16 +79,41 @@ def test_score_thresh_limits_what_is_scored(synthetic_files, tmp_path):
     spurious = coco_results_from_gt(coco_gt_from_label_images({2: lab}), scores=[0.1])  # on the empty image...
     pred_path = write(tmp_path / "pred.json", results + spurious)
 
-    assert evaluate("--gt", gt_path, "--pred", pred_path, "--out", tmp_path / "all", "--no-coco-ap").returncode == 0
+    assert evaluate("--gt", gt_path, "--pred", pred_path, "--out", tmp_path / "all", "--no-coco-ap", "--score-thresh", 0).returncode == 0
     everything = json.loads((tmp_path / "all" / "summary.json").read_text())
     assert everything["score"] == pytest.approx((1.0 + 0.0) / 2)  # ...which zeroes image 2
-    assert "segm" not in everything
+    assert "segm" not in everything and everything["settings"]["score_thresh"] == 0.0
 
     assert evaluate("--gt", gt_path, "--pred", pred_path, "--out", tmp_path / "t", "--score-thresh", 0.5).returncode == 0
     thresholded = json.loads((tmp_path / "t" / "summary.json").read_text())
     # image 1 keeps 2 of its 3 nuclei: 2 / 3 at every threshold; image 2 is empty again: 1
     assert thresholded["score"] == pytest.approx((2 / 3 + 1.0) / 2)
     assert thresholded["settings"]["score_thresh"] == 0.5
+    # the default is training's TEST.NUCLEI.SCORE_THRESH (0.5): a run's results file gives its summary again
+    assert evaluate("--gt", gt_path, "--pred", pred_path, "--out", tmp_path / "d").returncode == 0
+    default = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert default["score"] == thresholded["score"] and default["settings"]["score_thresh"] == 0.5
+    bad = evaluate("--gt", gt_path, "--pred", pred_path, "--out", tmp_path / "x", "--score-thresh", 1.5)
+    assert bad.returncode == 2 and "--score-thresh must be in [0, 1], got 1.5" in bad.stderr
+
+
+def test_results_named_by_file_stem_are_scored_against_their_images(synthetic_files, tmp_path):
+    """tools/predict.py writes image_id = file stem; the ground truth has integer ids."""
+    _, gt, gt_path, _ = synthetic_files
+    stems = {image["id"]: os.path.splitext(image["file_name"])[0] for image in gt["images"]}
+    assert all(isinstance(i, int) for i in stems)
+    results = coco_results_from_gt(gt, scores=[0.9, 0.9, 0.2])
+    by_id = write(tmp_path / "by_id.json", results)
+    by_stem = write(tmp_path / "by_stem.json", [dict(r, image_id=stems[r["image_id"]]) for r in results])
+    for name, pred in (("id", by_id), ("stem", by_stem)):
+        assert evaluate("--gt", gt_path, "--pred", pred, "--out", tmp_path / name).returncode == 0
+    a, b = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("id", "stem"))
+    assert a["score"] == b["score"] == pytest.approx((2 / 3 + 1.0) / 2) and a["segm"] == b["segm"]
+    # one stem that names no image: the whole file is checked by id, and the error names the ids
+    mixed = write(tmp_path / "mixed.json", [dict(r, image_id="nosuchimage") if k == 0 else dict(r, image_id=stems[r["image_id"]])
+                                            for k, r in enumerate(results)])
+    res = evaluate("--gt", gt_path, "--pred", mixed, "--out", tmp_path / "m")
+    assert res.returncode == 2 and "image id(s) absent from the ground truth: '1', 'nosuchimage'" in res.stderr
 
 
 def _mutated(results, **changes):
@@ -106,6 +131,7 @@ def _mutated(results, **changes):
         ("ground_truth_as_results", "is COCO ground truth (an object with 'annotations'), not COCO results format"),
         ("missing_keys", "entry 1 lacks 'score', 'segmentation'; expected COCO results format"),
         ("not_json", "is not valid JSON"),
+        ("folder", "is a folder, not a JSON file"),
     ],
 )
 def test_bad_predictions_are_rejected(synthetic_files, tmp_path, case, expected):
@@ -122,6 +148,9 @@ def test_bad_predictions_are_rejected(synthetic_files, tmp_path, case, expected)
         bad = [dict(r) for r in results]
         del bad[1]["score"], bad[1]["segmentation"]
         write(pred, bad)
+    elif case == "folder":
+        pred = tmp_path / "results_folder"
+        pred.mkdir()
     else:
         pred.write_text('[{"image_id": 1,')
     out = tmp_path / "out"
