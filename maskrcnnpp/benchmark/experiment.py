@@ -43,6 +43,7 @@ from detectron2.utils.logger import setup_logger
 from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
 from ..config import resolve_config_path
 from ..engine import NucleiTrainer, UserError, setup_cfg
+from ..jsonio import finite_or_none
 from .inputs import SyntheticBatches
 from .measure import count_parameters, inference_call
 from .timing import time_calls
@@ -282,17 +283,6 @@ def _json_load(path: str) -> Optional[dict]:
         return None
     with open(path) as f:
         return json.load(f)
-
-
-def finite_or_none(value):
-    """``value`` with every NaN/Inf float (e.g. COCO's AP of an absent size range) replaced by None."""
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _json_dump(path: str, obj) -> None:

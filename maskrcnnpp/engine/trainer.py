@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
@@ -77,6 +78,8 @@ def check_datasets(cfg: CfgNode) -> None:
 class NucleiTrainer(DefaultTrainer):
     """DefaultTrainer with the nuclei evaluator, semantic data loading and best-checkpoint keeping."""
 
+    validation_seconds: float = 0.0  # wall time of the validations inside train(), this process
+
     @classmethod
     def is_semantic(cls, cfg: CfgNode) -> bool:
         return cfg.MODEL.META_ARCHITECTURE == SEMANTIC_META_ARCH
@@ -132,7 +135,9 @@ class NucleiTrainer(DefaultTrainer):
             return ret
 
         def validate():
+            start = time.perf_counter()
             self._last_eval_results = self.evaluate_datasets(self.cfg, self.model, val)
+            self.validation_seconds += time.perf_counter() - start
             return self._last_eval_results
 
         writer_at = next((k for k, h in enumerate(ret) if isinstance(h, hooks.PeriodicWriter)), len(ret))

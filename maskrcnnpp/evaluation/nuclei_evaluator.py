@@ -32,6 +32,7 @@ from detectron2.structures import BitMasks, Instances
 from detectron2.utils.logger import create_small_table
 
 from ..compat import has_compiled_ops
+from ..jsonio import finite_or_none
 from .label_images import (
     NucleiEvaluationInputError,
     gt_label_image,
@@ -116,14 +117,6 @@ def _setting(cfg, key: str, override):
     if nuclei is not None and key in nuclei:
         return nuclei[key]
     return DEFAULT_SETTINGS[key]
-
-
-def _finite_or_none(value):
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _write_atomically(path: str, write) -> None:
@@ -382,5 +375,5 @@ class NucleiEvaluator(DatasetEvaluator):
         _write_atomically(os.path.join(self._output_dir, "per_image.csv"), write_csv)
         _write_atomically(
             os.path.join(self._output_dir, "summary.json"),
-            lambda f: json.dump(_finite_or_none(summary), f, indent=2, allow_nan=False),
+            lambda f: json.dump(finite_or_none(summary), f, indent=2, allow_nan=False),
         )

@@ -19,7 +19,10 @@ def test_demo_trains_scores_and_draws_both_models(tmp_path):
         capture_output=True, text=True, env=env, timeout=900, cwd=REPO,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    rows = json.loads((out / "comparison.json").read_text())
+    def no_nan(constant):
+        raise AssertionError(f"comparison.json is not strict JSON: {constant}")
+
+    rows = json.loads((out / "comparison.json").read_text(), parse_constant=no_nan)
     assert list(rows) == ["maskrcnnpp_tiny", "maskrcnn_tiny"]
     for name, result in rows.items():
         for key in ("score", "iou", "dice", "aji", "pq"):
