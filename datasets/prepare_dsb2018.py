@@ -9,8 +9,9 @@ or images only together with --labels, the released RLE CSV (ImageId,EncodedPixe
 OUT receives images/<id>.png (RGB), annotations/all.json and, unless --split none,
 annotations/{train,val,test}.json (default 50/20/30 of the images, fixed by --seed), and
 manifest.json (counts, source sha256, every correction). Re-running with the same inputs is a
-no-op; OUT holding a different dataset is an error. Register the result with
-DATASETS.NUCLEI.DSB2018_ROOT=OUT or the environment variable MASKRCNNPP_DSB2018=OUT.
+no-op; OUT holding a different dataset is an error. Use the result with the config override
+`DATASETS.NUCLEI.DSB2018_ROOT OUT` (e.g. at the end of a tools/train_net.py command) or the
+environment variable MASKRCNNPP_DSB2018=OUT.
 """
 from __future__ import annotations
 

@@ -94,7 +94,11 @@ def resolve_config_path(name_or_path: str) -> str:
     if os.path.isfile(name_or_path):
         return name_or_path
     dirs = [CONFIGS_DIR, Path.cwd() / "configs"]
-    for candidate in [d / n for d in dirs for n in (name_or_path, f"{name_or_path}.yaml")]:
+    # "configs/x.yaml" typed outside the checkout means our configs/x.yaml, as it does inside it.
+    names = [name_or_path, f"{name_or_path}.yaml"]
+    if Path(name_or_path).parent.name == "configs":
+        names.append(Path(name_or_path).name)
+    for candidate in [d / n for d in dirs for n in names]:
         if candidate.is_file():
             return str(candidate)
     available = sorted(p.name for p in CONFIGS_DIR.glob("*.yaml") if not p.name.startswith("Base"))

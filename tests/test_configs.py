@@ -25,6 +25,16 @@ def test_bare_names_resolve_against_configs_dir():
         resolve_config_path("no_such_config")
 
 
+def test_configs_prefix_resolves_outside_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "configs/x.yaml" as typed in the README, from another folder
+    assert resolve_config_path("configs/maskrcnnpp_tiny.yaml") == str(CONFIGS_DIR / "maskrcnnpp_tiny.yaml")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "mine.yaml").write_text('_BASE_: "x"\n')
+    assert resolve_config_path("configs/mine.yaml") == "configs/mine.yaml"  # a file that exists is taken as is
+    with pytest.raises(FileNotFoundError):
+        resolve_config_path("elsewhere/maskrcnnpp_tiny.yaml")
+
+
 @pytest.mark.parametrize("name", LEAVES)
 def test_config_loads(name):
     cfg = load(name)

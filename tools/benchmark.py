@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", nargs="+", type=int, default=[512], help="square input sizes in pixels")
     p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
     p.add_argument("--channels-last", action="store_true", help="channels_last weights (and inputs for Mask RCNN++)")
-    p.add_argument("--out", default="benchmark.json", help="JSON output; the Markdown table goes to the same name .md")
+    p.add_argument("--out", default="benchmark.json", help="JSON output; the Markdown table goes to the same name .md (default: %(default)s)")
     p.add_argument("--iters", type=int, default=5, help="timed iterations per figure")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations before timing")
     p.add_argument("--semantic-modes", nargs="+", default=[], metavar="MODE",

@@ -7,7 +7,7 @@
     # the same with an equal wall-clock budget, plus synthetic backbone pretraining variants
     python tools/experiment.py --data dsb2018 --budget-minutes 60 --pretrain-synthetic 1000 --out runs/table5_60min
     # three runs at once on one GPU: two from scratch, Mask RCNN++ also after synthetic pretraining
-    python tools/experiment.py --data dsb2018 --budget-iters 2000 --jobs 4 --pretrain-synthetic 500 \\
+    python tools/experiment.py --data dsb2018 --budget-iters 2000 --jobs 3 --pretrain-synthetic 500 \\
         --pretrain-configs maskrcnnpp_r101_scratch --configs maskrcnn_r101_scratch maskrcnnpp_r101_scratch --out runs/t5
     # score on another prepared folder (e.g. DSB stage 1 test with its released solution)
     python tools/experiment.py --data dsb2018 --budget-iters 2000 --test-root datasets/dsb2018_stage1_test --out runs/s1test
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, metavar="NAME_OR_FILE",
                    help=f"models to compare (default: {' '.join(DEFAULT_CONFIGS)})")
     p.add_argument("--data", choices=["synthetic", "dsb2018"], default="dsb2018",
-                   help="train/val/test splits: dsb2018_* (prepared DSB 2018) or nuclei_synth_*")
+                   help="train/val/test splits: dsb2018_* (prepared DSB 2018) or nuclei_synth_* (default: %(default)s)")
     p.add_argument("--dsb-root", default=None, help="folder prepared by datasets/prepare_dsb2018.py (DATASETS.NUCLEI.DSB2018_ROOT)")
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--budget-iters", type=int, help="training iterations per model (pretraining included)")

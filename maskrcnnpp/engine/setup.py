@@ -22,6 +22,8 @@ def setup_cfg(config: str, opts: Sequence[str] = (), device: str | None = None) 
         path = resolve_config_path(config)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
+    if len(opts) % 2:
+        raise UserError(f"config overrides come as KEY VALUE pairs; got {len(opts)} items: {list(opts)}")
     cfg = get_maskrcnnpp_cfg()
     try:
         cfg.merge_from_file(path)
