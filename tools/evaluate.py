@@ -23,11 +23,7 @@ import os
 import sys
 import tempfile
 import uuid
-import warnings
 
-# Detectron2 v0.6 decorates a few functions with torch.jit.script at import; recent torch warns
-# about it on stderr, which would bury this tool's own messages.
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
