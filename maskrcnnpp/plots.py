@@ -3,9 +3,10 @@
 * :func:`plot_training_curves` -- losses and validation metrics against iteration, from the
   ``metrics.json`` (one JSON object per line) Detectron2's ``JSONWriter`` writes in OUTPUT_DIR.
 * :func:`plot_speed_accuracy` -- the paper's Fig. 5: segmentation quality (IoU, score) of the pruned
-  UNet++ levels L1..L4 (and other models) against inference time. Input rows need ``mode``, a time
-  (``latency_ms``, else ``latency_median_ms`` or ``network_ms`` as ``tools/benchmark.py`` writes)
-  and the metrics, either in the row or joined from an evaluator ``summary.json`` per mode.
+  UNet++ levels L1..L4 (and other models) against inference time, one line per model and image
+  size. Input rows need a time (``latency_ms``, else ``latency_median_ms`` or ``network_ms`` as
+  ``tools/benchmark.py`` writes) and the metrics, either in the row or joined from an evaluator
+  ``summary.json`` keyed by the row's name (``unetpp_r101[L2]``; a bare mode where unambiguous).
 * :func:`size_bucket_scores` / :func:`plot_size_buckets` -- the paper's Fig. 7: for two (or more)
   models, the DSB score restricted to nuclei of each size bucket. For a bucket b and threshold t
   (0.50, 0.55, ..., 0.95), ground-truth nucleus g belongs to b by its area, a prediction by the
@@ -18,7 +19,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -134,64 +135,175 @@ def plot_training_curves(runs: Mapping[str, str], output: str, keys: Optional[Se
 
 # ---------------------------------------------------------------------- speed vs accuracy (Fig. 5)
 TIME_KEYS = ("latency_ms", "latency_median_ms", "network_ms")
+METRIC_KEYS = ("iou", "score")
 
 
-def read_speed_rows(path: str, summaries: Optional[Mapping[str, str]] = None) -> List[dict]:
-    """Rows ``{model, mode, time_ms, iou, score}`` from a benchmark JSON (a list of rows, or an object
-    with ``rows`` as ``tools/benchmark.py`` writes), metrics joined from ``{mode: summary.json}``."""
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_benchmark_rows(path: str) -> List[dict]:
+    """Rows ``{source, index, name, model, mode, size, time_ms, iou, score}`` of one benchmark JSON.
+
+    The file is a list of rows, or an object with ``rows`` as ``tools/benchmark.py`` writes. ``name``
+    is the row's ``label`` (tools/benchmark.py: ``CONFIG`` or ``CONFIG[MODE]``), else ``MODEL[MODE]``
+    / ``MODEL`` from ``model`` or ``config`` and ``mode``; ``mode`` and ``size`` may be None.
+    Metrics the row lacks are NaN (see :func:`join_summaries`).
+    """
     doc = read_json(path, "benchmark file", PlotInputError)
     rows = doc.get("rows") if isinstance(doc, dict) else doc
     if not isinstance(rows, list) or not rows:
-        raise PlotInputError(f"{path}: expected a list of rows (or an object with 'rows'), each with 'mode', a time and metrics")
-    extra = {}
-    for mode, summary_path in (summaries or {}).items():
-        extra[mode] = read_json(summary_path, f"summary for mode {mode}:", PlotInputError)
-    out = []
+        raise PlotInputError(f"{path}: expected a list of rows (or an object with 'rows'), each with a time and metrics")
+    out: List[dict] = []
+    seen: Dict[Tuple[str, object], int] = {}
     for k, row in enumerate(rows):
-        if not isinstance(row, dict) or "mode" not in row:
-            raise PlotInputError(f"{path}: row {k} has no 'mode'")
-        time_key = next((t for t in TIME_KEYS if isinstance(row.get(t), (int, float))), None)
+        if not isinstance(row, dict):
+            raise PlotInputError(f"{path}: row {k} is not an object")
+        mode = None if row.get("mode") in (None, "") else str(row["mode"])
+        label = row.get("label") if isinstance(row.get("label"), str) and row.get("label") else None
+        model = str(row.get("model") or row.get("config") or (label.split("[")[0] if label else "")
+                    or os.path.splitext(os.path.basename(path))[0])
+        name = label or (f"{model}[{mode}]" if mode else model)
+        time_key = next((t for t in TIME_KEYS if _is_number(row.get(t))), None)
         if time_key is None:
-            raise PlotInputError(f"{path}: row {k} (mode {row['mode']}) has none of the time keys {TIME_KEYS}")
-        mode = str(row["mode"])
-        values = dict(extra.get(mode, {}))
-        values.update({m: row[m] for m in ("iou", "score") if m in row})
-        if not any(isinstance(values.get(m), (int, float)) for m in ("iou", "score")):
-            raise PlotInputError(
-                f"{path}: row {k} (mode {mode}) has no 'iou'/'score'; add them to the row or pass its summary.json "
-                f"(--summary {mode}=PATH)"
-            )
+            raise PlotInputError(f"{path}: row {k} ({name}) has none of the time keys {TIME_KEYS}")
+        size = row.get("size")
+        # two points of one row name at one size would be drawn as one line zig-zagging between them
+        if (name, size) in seen:
+            raise PlotInputError(f"{path}: rows {seen[name, size]} and {k} are both {name}"
+                                 + (f" at size {size}" if size is not None else "") + "; give each once")
+        seen[name, size] = k
         out.append({
-            "model": str(row.get("model") or row.get("config") or row.get("label") or os.path.basename(path)),
-            "mode": mode,
+            "source": path, "index": k, "name": name, "model": model, "mode": mode, "size": size,
             "time_ms": float(row[time_key]),
-            "iou": float(values["iou"]) if isinstance(values.get("iou"), (int, float)) else math.nan,
-            "score": float(values["score"]) if isinstance(values.get("score"), (int, float)) else math.nan,
+            **{m: float(row[m]) if _is_number(row.get(m)) else math.nan for m in METRIC_KEYS},
         })
     return out
 
 
+def summary_targets(rows: Sequence[dict], keys: Iterable[str]) -> Dict[str, str]:
+    """``{row name: summary key}``: which rows each ``--summary`` key names.
+
+    A key is a row name (``unetpp_r101[L2]``, ``maskrcnn_r101``), or a bare inference mode (``L2``)
+    when exactly one row name has that mode; anything else raises :class:`PlotInputError`.
+    """
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    by_mode: Dict[str, List[str]] = defaultdict(list)
+    for r in rows:
+        if r["mode"] is not None and r["name"] not in by_mode[r["mode"]]:
+            by_mode[r["mode"]].append(r["name"])
+    targets: Dict[str, str] = {}
+    for key in keys:
+        if key in names:
+            name = key
+        elif len(by_mode.get(key, ())) == 1:
+            name = by_mode[key][0]
+        elif key in by_mode:
+            raise PlotInputError(
+                f"--summary {key}=...: mode {key} is in several rows ({', '.join(by_mode[key])}); "
+                f"key it by the row name, e.g. --summary '{by_mode[key][0]}=PATH'")
+        else:
+            unique = sorted(m for m, named in by_mode.items() if len(named) == 1)
+            raise PlotInputError(f"--summary {key}=...: no benchmark row is named {key}; row names: {', '.join(names)}"
+                                 + (f" (or a mode only one of them has: {', '.join(unique)})" if unique else ""))
+        if name in targets:
+            raise PlotInputError(f"--summary {targets[name]}=... and --summary {key}=... both name row {name}")
+        targets[name] = key
+    return targets
+
+
+def join_summaries(rows: Sequence[dict], summaries: Mapping[str, str]) -> List[dict]:
+    """``rows`` with ``iou``/``score`` taken from ``{key: summary.json}`` (keys as :func:`summary_targets`)
+    where the row has none; raises :class:`PlotInputError` for a row left with neither."""
+    values: Dict[str, dict] = {}
+    for key, path in summaries.items():
+        doc = read_json(path, f"--summary {key}: file", PlotInputError)
+        if not isinstance(doc, dict) or not any(_is_number(doc.get(m)) for m in METRIC_KEYS):
+            raise PlotInputError(f"--summary {key}: {path} has no numeric 'iou' or 'score' (expected an evaluator summary.json)")
+        values[key] = doc
+    targets = summary_targets(rows, summaries)
+    out = []
+    for r in rows:
+        doc = values.get(targets.get(r["name"], ""), {})
+        r = dict(r)
+        for m in METRIC_KEYS:
+            if math.isnan(r[m]) and _is_number(doc.get(m)):
+                r[m] = float(doc[m])
+        out.append(r)
+    missing = list(dict.fromkeys(r["name"] for r in out if all(math.isnan(r[m]) for m in METRIC_KEYS)))
+    if missing:
+        first = next(r for r in out if r["name"] == missing[0])
+        raise PlotInputError(
+            f"{first['source']}: row {first['index']} ({missing[0]}) has no 'iou'/'score'; add them to the row or pass "
+            f"its evaluator summary.json (--summary '{missing[0]}=PATH')"
+            + (f"; also without metrics: {', '.join(missing[1:])}" if len(missing) > 1 else ""))
+    return out
+
+
+def read_speed_rows(paths: Union[str, Sequence[str]], summaries: Optional[Mapping[str, str]] = None) -> List[dict]:
+    """:func:`read_benchmark_rows` of every benchmark JSON, metrics joined by :func:`join_summaries`.
+
+    Summary keys are resolved over the rows of all files together, so a bare mode is ambiguous
+    as soon as any two models have it.
+    """
+    rows = [r for path in ([paths] if isinstance(paths, str) else paths) for r in read_benchmark_rows(path)]
+    return join_summaries(rows, summaries or {})
+
+
+def speed_series(rows: Sequence[dict]) -> Dict[str, List[dict]]:
+    """``{legend label: rows by time}``: one line per model and image size (and benchmark file, when the
+    same model and size come from several); points measured at different sizes are never joined."""
+    groups: Dict[Tuple, List[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["model"], r.get("size"), r.get("source")].append(r)
+    sources: Dict[Tuple, set] = defaultdict(set)
+    for model, size, source in groups:
+        sources[model, size].add(source)
+    basenames = [os.path.basename(str(s)) for s in {r.get("source") for r in rows}]
+    series: Dict[str, List[dict]] = {}
+    for (model, size, source), group in groups.items():
+        label = model if size is None else f"{model} @ {size}px"
+        if len(sources[model, size]) > 1:
+            shown = os.path.basename(str(source))
+            label += f" ({shown if basenames.count(shown) == 1 else source})"
+        series[label] = sorted(group, key=lambda r: r["time_ms"])
+    return series
+
+
 def plot_speed_accuracy(rows: Sequence[dict], output: str) -> Dict[str, int]:
-    """Fig. 5: IoU and score (two panels) against inference time, one line per model through its modes.
+    """Fig. 5: IoU and score (two panels) against inference time; one line per :func:`speed_series`
+    (colour per model, marker and dash per image size), each point labelled with its mode.
 
     Returns the number of points drawn per metric.
     """
     plt = _matplotlib()
+    series = speed_series(rows)
+    # one colour per model, and per benchmark file too where a model comes from several (else its lines look alike)
+    files_of: Dict[str, set] = defaultdict(set)
+    for r in rows:
+        files_of[r["model"]].add(r.get("source"))
+    colour_keys = list(dict.fromkeys((r["model"], r.get("source") if len(files_of[r["model"]]) > 1 else None) for r in rows))
+    sizes = list(dict.fromkeys(r.get("size") for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     drawn = {}
-    for ax, metric in zip(axes, ("iou", "score")):
+    for ax, metric in zip(axes, METRIC_KEYS):
         count = 0
-        by_model: Dict[str, List[dict]] = defaultdict(list)
-        for r in rows:
-            if not math.isnan(r[metric]):
-                by_model[r["model"]].append(r)
-        for model, group in by_model.items():
-            group = sorted(group, key=lambda r: r["time_ms"])
-            xs, ys = [r["time_ms"] for r in group], [r[metric] for r in group]
-            ax.plot(xs, ys, marker="o", label=model)
+        for label, group in series.items():
+            group = [r for r in group if not math.isnan(r[metric])]
+            if not group:
+                continue
+            first = group[0]
+            s = sizes.index(first.get("size"))
+            c = colour_keys.index((first["model"], first.get("source") if len(files_of[first["model"]]) > 1 else None))
+            ax.plot([r["time_ms"] for r in group], [r[metric] for r in group], label=label,
+                    color=f"C{c % 10}", marker="os^Dv"[s % 5], linestyle=("-", "--", ":", "-.")[s % 4])
             for r in group:
-                ax.annotate(r["mode"], (r["time_ms"], r[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                if r["mode"] is not None:
+                    ax.annotate(r["mode"], (r["time_ms"], r[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
             count += len(group)
+        times = [r["time_ms"] for r in rows if not math.isnan(r[metric]) and r["time_ms"] > 0]
+        if times and max(times) > 20 * min(times):  # e.g. Mask R-CNN beside pruned UNet++: linear squashes the fast ones
+            ax.set_xscale("log")
         ax.set_xlabel("inference time (ms)")
         ax.set_ylabel({"iou": "IoU", "score": "DSB score"}[metric])
         ax.grid(alpha=0.3)
@@ -200,6 +312,14 @@ def plot_speed_accuracy(rows: Sequence[dict], output: str) -> Dict[str, int]:
         drawn[metric] = count
     _save(fig, output)
     return drawn
+
+
+def image_formats() -> List[str]:
+    """File extensions (without the dot) matplotlib can write a figure as."""
+    _matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
 
 
 # ---------------------------------------------------------------------- size buckets (Fig. 7)

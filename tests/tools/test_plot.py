@@ -72,8 +72,83 @@ def test_speed_accuracy_rows_and_summary_join(tmp_path):
         ("L1", 3.0, 0.6, 0.3), ("L2", 5.0, 0.7, 0.4), ("L4", 9.0, 0.8, 0.5)]
     assert plot_speed_accuracy(rows, str(tmp_path / "fig5.png")) == {"iou": 3, "score": 3}
     assert is_png(tmp_path / "fig5.png")
-    with pytest.raises(PlotInputError, match=r"row 0 \(mode L1\) has no 'iou'/'score'.*--summary L1=PATH"):
+    with pytest.raises(PlotInputError, match=r"row 0 \(unetpp_tiny\[L1\]\) has no 'iou'/'score'.*--summary 'unetpp_tiny\[L1\]=PATH'"):
         read_speed_rows(str(tmp_path / "bench.json"))
+
+
+def benchmark_rows(configs, modes, sizes):
+    """Rows as tools/benchmark.py writes them (per config and mode, every size); latency = 10 * mode level + size / 32."""
+    rows = []
+    for config in configs:
+        for mode in modes:
+            for size in sizes:
+                level = int(mode[1:]) if mode else 0
+                rows.append({"label": f"{config}[{mode}]" if mode else config, "config": config, "mode": mode,
+                             "size": size, "latency_median_ms": 10.0 * level + size / 32, "network_ms": 1.0})
+    return {"rows": rows}
+
+
+def drawn_lines(monkeypatch):
+    """Capture (label, x, y) of each line of the IoU panel at save time."""
+    import maskrcnnpp.plots as plots
+
+    lines = []
+
+    def save(fig, path):
+        lines.extend((l.get_label(), l.get_xdata().tolist(), l.get_ydata().tolist()) for l in fig.axes[0].get_lines())
+        plots._matplotlib().close(fig)
+
+    monkeypatch.setattr(plots, "_save", save)
+    return lines
+
+
+def test_speed_one_line_per_model_and_size(tmp_path, monkeypatch, capsys):
+    # benchmark order: L1@96, L1@128, L2@96, L2@128; sorted by time alone that zig-zagged through both sizes
+    (tmp_path / "bench.json").write_text(json.dumps(benchmark_rows(["unetpp_tiny"], ["L1", "L2"], [96, 128])))
+    (tmp_path / "l1.json").write_text(json.dumps({"iou": 0.6, "score": 0.3}))
+    (tmp_path / "l2.json").write_text(json.dumps({"iou": 0.7, "score": 0.4}))
+    lines = drawn_lines(monkeypatch)
+    plot.main(["speed", "--benchmark", str(tmp_path / "bench.json"), "--summary", f"L1={tmp_path}/l1.json",
+               f"L2={tmp_path}/l2.json", "--output", str(tmp_path / "fig5.png")])
+    assert sorted(lines) == [("unetpp_tiny @ 128px", [14.0, 24.0], [0.6, 0.7]),
+                             ("unetpp_tiny @ 96px", [13.0, 23.0], [0.6, 0.7])]
+    out = capsys.readouterr().out
+    assert "unetpp_tiny @ 96px: L1 13.0 ms, L2 23.0 ms" in out and "(4 IoU points, 4 score points)" in out
+
+
+def test_speed_summary_keyed_by_row_name(tmp_path, monkeypatch, capsys):
+    bench = benchmark_rows(["unetpp_tiny", "unetpp_r101"], ["L1", "L2"], [96])
+    bench["rows"] += benchmark_rows(["maskrcnn_r101"], [None], [96])["rows"]
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    for k, name in enumerate(["t1", "t2", "r1", "r2", "m"]):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"iou": 0.5 + k / 10, "score": 0.1 * (k + 1)}))
+    keyed = [f"unetpp_tiny[L1]={tmp_path}/t1.json", f"unetpp_tiny[L2]={tmp_path}/t2.json",
+             f"unetpp_r101[L1]={tmp_path}/r1.json", f"unetpp_r101[L2]={tmp_path}/r2.json"]
+    base = ["speed", "--benchmark", str(tmp_path / "bench.json"), "--output", str(tmp_path / "fig5.png"), "--summary"]
+    lines = drawn_lines(monkeypatch)
+    # a repeated --summary adds to the earlier ones
+    plot.main(base + keyed + ["--summary", f"maskrcnn_r101={tmp_path}/m.json"])
+    assert sorted(lines) == [("maskrcnn_r101 @ 96px", [3.0], [0.9]),
+                             ("unetpp_r101 @ 96px", [13.0, 23.0], [0.7, 0.8]),
+                             ("unetpp_tiny @ 96px", [13.0, 23.0], [0.5, 0.6])]
+    capsys.readouterr()
+    for argv, message in [
+        # a bare mode that two models have would give both the same IoU/score
+        (base + [f"L1={tmp_path}/t1.json"] + keyed[1:],
+         "mode L1 is in several rows (unetpp_tiny[L1], unetpp_r101[L1]); key it by the row name"),
+        (base + [f"unetpp_tiny[L3]={tmp_path}/t1.json"],
+         "no benchmark row is named unetpp_tiny[L3]; row names: unetpp_tiny[L1], unetpp_tiny[L2], unetpp_r101[L1], "
+         "unetpp_r101[L2], maskrcnn_r101"),
+        # Mask R-CNN rows have no mode: the hint names the row, not "None"
+        (base + keyed, "row 4 (maskrcnn_r101) has no 'iou'/'score'; add them to the row or pass its evaluator "
+                       "summary.json (--summary 'maskrcnn_r101=PATH')"),
+        (base + keyed + [f"unetpp_tiny[L1]={tmp_path}/m.json"], "--summary unetpp_tiny[L1] is given twice"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            plot.main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and message in err, err
 
 
 def test_size_bucket_score_hand_worked():
@@ -150,6 +225,37 @@ def test_plot_cli_errors_exit_2(tmp_path, capsys):
           "--output", str(tmp_path / "s.png")], "need at least two increasing values"),
         (["sizes", "--gt", str(tmp_path / "gt.json"), "--pred", f"x={tmp_path}/r.json", "--output", str(tmp_path / "s.png")],
          "ground-truth file"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            plot.main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+def test_plot_cli_unwritable_output_exit_2(tmp_path, capsys):
+    metrics = write_metrics(tmp_path / "metrics.json")
+    (tmp_path / "afile").write_text("")
+    for output, message in [
+        (tmp_path / "afile" / "c.png", f"--output {tmp_path}/afile/c.png: its folder {tmp_path}/afile: exists and is not a folder"),
+        (tmp_path, f"--output {tmp_path}: is a folder; give a file name"),
+        (tmp_path / "c.pngx", f"--output {tmp_path}/c.pngx: cannot write .pngx images; use one of "),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            plot.main(["curves", "--metrics", metrics, "--output", str(output)])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and message in err and "Traceback" not in err
+    # a missing folder is created
+    plot.main(["curves", "--metrics", metrics, "--output", str(tmp_path / "new" / "sub" / "c.png")])
+    assert is_png(tmp_path / "new" / "sub" / "c.png")
+    # checked before the inputs are read (these inputs are not of the right kind)
+    in_file = str(tmp_path / "afile" / "s.png")
+    for argv, message in [
+        (["speed", "--benchmark", metrics, "--output", in_file], f"--output {in_file}: its folder"),
+        (["sizes", "--gt", metrics, "--pred", f"x={metrics}", "--output", in_file], f"--output {in_file}: its folder"),
+        (["sizes", "--gt", metrics, "--pred", f"x={metrics}", "--output", str(tmp_path / "s.png"),
+          "--csv", f"{tmp_path}/afile/s.csv"], f"--csv {tmp_path}/afile/s.csv: its folder"),
     ]:
         with pytest.raises(SystemExit) as exc:
             plot.main(argv)
