@@ -152,16 +152,24 @@ def run_signature(plan: ExperimentPlan, run: Run) -> Dict:
     return json.loads(json.dumps(signature))  # tuples become lists, as when read back
 
 
+def signature_diff(budget: Dict, signature: Dict) -> Optional[List[str]]:
+    """``"<option> <stored> there, <value> now"`` for each option in which the stored ``budget``'s
+    signature differs from ``signature``; None when the run records no options (older version)."""
+    made_with = budget.get("signature")
+    if made_with is None:
+        return None
+    return [f"{k} {made_with.get(k)!r} there, {v!r} now" for k, v in signature.items() if made_with.get(k) != v]
+
+
 def check_same_experiment(path: str, budget: Dict, signature: Dict, strict: bool = True) -> List[str]:
     """The options in which the stored ``budget`` (of a ``budget.json``, or a ``result.json``
     row's) differs from ``signature``; with ``strict``, any difference is a UserError naming
     ``path``, otherwise a logged warning (``--report-only`` tables rows of several commands, e.g.
     one budget for the R-CNN family and another for the U-Nets)."""
-    made_with = budget.get("signature")
-    if made_with is None:
+    diff = signature_diff(budget, signature)
+    if diff is None:
         logger.warning("%s records no options (made by an older version): not checked against this command", path)
         return []
-    diff = [f"{k} {made_with.get(k)!r} there, {v!r} now" for k, v in signature.items() if made_with.get(k) != v]
     if diff:
         message = f"{path} belongs to another experiment ({'; '.join(diff)})"
         if strict:
@@ -530,7 +538,11 @@ def run_experiment(plan: ExperimentPlan) -> Dict:
         done, errors = _run_concurrently(plan, pending) if pending else ({}, {})
         stored.update(done)
     rows = [measure_row_latency(plan, r, stored[r.name]) for r in runs if r.name not in errors]
-    return {"plan": asdict(plan), "rows": rows, "failed": errors, "paper_table_v": PAPER_TABLE_V}
+    report = {"plan": asdict(plan), "rows": rows, "failed": errors, "paper_table_v": PAPER_TABLE_V}
+    if plan.report_only:  # rows of other commands are tabled as made: say how they differ from this one
+        diffs = {r.name: signature_diff(stored[r.name]["budget"], run_signature(plan, r)) for r in runs if r.name not in errors}
+        report["options_differ"] = {name: diff for name, diff in diffs.items() if diff}
+    return report
 
 
 def _fmt(v, fmt):
@@ -541,7 +553,8 @@ def experiment_markdown(report: Dict, command: Optional[str] = None) -> str:
     """The experiment's table (IoU, Dice, score, AJI, PQ, AP, params, latency) and Table V beside."""
     lines = []
     if command:
-        lines.append(f"Command: `{command}`\n")
+        report_only = report.get("plan", {}).get("report_only")
+        lines.append(f"{'Report of the finished runs (nothing trained)' if report_only else 'Command'}: `{command}`\n")
     lines += ["| model | iterations | IoU % | Dice % | score | AJI | PQ | mask AP | params M | latency ms (size) |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
@@ -554,6 +567,11 @@ def experiment_markdown(report: Dict, command: Optional[str] = None) -> str:
         ]) + " |")
     for name, error in report.get("failed", {}).items():
         lines.append(f"| {name} | {error} |")
+    differ = report.get("options_differ", {})
+    if differ:
+        lines += ["", "Rows made with other options than this command's (each row is as it was made; its options are "
+                      "in its result.json, `budget.signature`):", ""]
+        lines += [f"- {name}: {'; '.join(diff)}" for name, diff in differ.items()]
     lines += ["", "Paper Table V (for reference; not measured here):", "", "| model | IoU % | Dice % | score |", "|---|---|---|---|"]
     for name, v in report["paper_table_v"].items():
         lines.append(f"| {name} | {v['iou']:.2f} | {v['dice']:.2f} | {v['score']:.3f} |")

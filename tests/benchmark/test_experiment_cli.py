@@ -141,8 +141,14 @@ def test_a_run_folder_of_another_experiment_is_an_error_not_a_mixed_table(experi
     refused(longer, r"unetpp_tiny/result.json belongs to another experiment \(budget_iters 2 there, 3 now\)")
     refused(["--jobs", "2", *args, "SEED", "5"],
             r"result.json belongs to another experiment \(opts .* there, \[.*'SEED', '5'\] now\)")
-    # --report-only tables what exists (e.g. one budget per model family), each row with its own budget
-    assert {r["budget"]["total_iters"] for r in tool.main(["--report-only", *longer])["rows"]} == {2}
+    # --report-only tables what exists (e.g. one budget per model family), each row with its own budget,
+    # and says which rows were made with other options than the report's command
+    report = tool.main(["--report-only", *longer])
+    assert {r["budget"]["total_iters"] for r in report["rows"]} == {2}
+    assert report["options_differ"] and all(d == ["budget_iters 2 there, 3 now"] for d in report["options_differ"].values())
+    markdown = (out / "experiment.md").read_text()
+    assert markdown.startswith("Report of the finished runs (nothing trained): `")
+    assert f"- {report['rows'][0]['model']}: budget_iters 2 there, 3 now" in markdown
     row = json.loads((out / "unetpp_tiny" / "result.json").read_text())
     assert check_same_experiment("r.json", row["budget"], {**row["budget"]["signature"], "budget_iters": 3},
                                  strict=False) == ["budget_iters 2 there, 3 now"]
