@@ -15,8 +15,11 @@ Outputs (in --output), per image <stem>:
 and for all images together:
   coco        coco_results.json   COCO results (image_id = <stem>), for tools/evaluate.py
   kaggle_csv  kaggle_submission.csv   Data Science Bowl 2018 run-length CSV (ImageId = <stem>)
-Label k is the same nucleus in every output. Mistakes (missing input, unknown format, --device cuda
-without a GPU, a bad config key) print one line on stderr and exit with status 2.
+Label k is the same nucleus in every output. Mistakes (missing input, an image that cannot be read
+or is not a single grey/RGB/RGBA plane, unknown format, --device cuda without a GPU, a bad config key,
+weights of another architecture than --config) print one line on stderr and exit with status 2;
+every input is read and checked before the model is built, so a mistake writes nothing. Files an
+earlier run left in --output are kept (a warning says how many).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from typing import Dict, List
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
-from maskrcnnpp.engine import setup_cfg, UserError, exit_on_user_error  # noqa: E402
+from maskrcnnpp.engine import ensure_output_dir, setup_cfg, UserError, exit_on_user_error  # noqa: E402
 from maskrcnnpp.inference import (  # noqa: E402
     FORMATS,
     ImageReadError,
@@ -44,7 +47,10 @@ from maskrcnnpp.inference import (  # noqa: E402
     write_label_image,
     write_nuclei_csv,
 )
-from maskrcnnpp.inference.image_io import IMAGE_SUFFIXES, RESCALE_MODES, list_image_files  # noqa: E402
+from maskrcnnpp.inference.image_io import IMAGE_SUFFIXES, RESCALE_MODES, image_kind, list_image_files  # noqa: E402
+from maskrcnnpp.inference.predictor import check_threshold  # noqa: E402
+
+logger = logging.getLogger("predict")
 
 PER_IMAGE_FILES = {
     "label_png": "{stem}_labels.png",
@@ -116,9 +122,63 @@ def check_tiling(tile_size: int, tile_overlap: int) -> None:
         raise UserError(f"--tile-overlap must be in [0, --tile-size {tile_size}), got {tile_overlap}")
 
 
-def describe_image(image) -> str:
-    kind = {2: "grey", 3: {1: "grey", 3: "RGB", 4: "RGBA"}.get(image.shape[-1], "?")}[min(image.ndim, 3)]
-    return f"{image.shape[0]}x{image.shape[1]} {kind} {image.dtype}"
+def describe_image(path: str, image) -> str:
+    """``HxW kind dtype`` of an image read from ``path`` (kind as the file has it, e.g. grey+alpha)."""
+    return f"{image.shape[0]}x{image.shape[1]} {image_kind(path, image)} {image.dtype}"
+
+
+def load_image(path: str):
+    """The pixels of ``path`` (read_image), a UserError naming the file when it cannot be used."""
+    try:
+        return read_image(path)
+    except ImageReadError as e:
+        raise UserError(str(e)) from None
+
+
+def check_images(files: List[str]) -> None:
+    """Read every input as the prediction will (same reader, same layout checks) before the model is
+    built, so a bad file fails the run before anything is written. All bad files are named at once."""
+    from tqdm import tqdm
+
+    problems = []
+    for path in tqdm(files, desc="checking images", unit="img", disable=len(files) < 2, leave=False):
+        try:
+            read_image(path)
+        except ImageReadError as e:
+            problems.append(str(e))
+    if problems:
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise UserError(f"{len(problems)} of {len(files)} input image(s) cannot be used, nothing was written: "
+                        f"{'; '.join(problems[:3])}{more}")
+
+
+def output_names(files: List[str], formats: List[str]) -> List[str]:
+    """The file names this run writes in --output."""
+    names = [COCO_FILE] if "coco" in formats else []
+    names += [KAGGLE_FILE] if "kaggle_csv" in formats else []
+    stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    names += [PER_IMAGE_FILES[fmt].format(stem=stem) for stem in stems for fmt in formats if fmt in PER_IMAGE_FILES]
+    return names
+
+
+def warn_earlier_outputs(output: str, files: List[str], formats: List[str]) -> None:
+    """Log how many files named like predict's outputs already are in ``output`` (kept, never deleted):
+    those this run does not rewrite would otherwise pass for part of its results."""
+    suffixes = tuple(name.format(stem="") for name in PER_IMAGE_FILES.values())
+    present = sorted(n for n in os.listdir(output)
+                     if (n in (COCO_FILE, KAGGLE_FILE) or (n.endswith(suffixes) and not n.startswith(".")))
+                     and os.path.isfile(os.path.join(output, n)))
+    if not present:
+        return
+    rewritten = set(output_names(files, formats))
+    stale = [n for n in present if n not in rewritten]
+    if stale:
+        what = (f"{len(present) - len(stale)} will be replaced; {len(stale)} are not outputs of this run and stay "
+                f"as they are (e.g. {', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); use an empty "
+                "--output folder to keep runs apart")
+    else:
+        what = "all will be replaced by this run"
+    logger.warning("--output %s already holds %d file(s) of an earlier predict run: %s", output, len(present), what)
 
 
 @exit_on_user_error
@@ -127,13 +187,18 @@ def main(argv=None) -> Dict[str, int]:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     formats = parse_formats(args.formats)
     check_tiling(args.tile_size, args.tile_overlap)
+    if args.score_thresh is not None:
+        check_threshold(args.score_thresh, "--score-thresh")
     files = list_images(args.input, args.pattern)
     cfg = setup_cfg(args.config, args.opts, device=args.device)
+    check_images(files)
+    ensure_output_dir(args.output, "--output")
+    warn_earlier_outputs(args.output, files, formats)
     print(f"device: {describe_device(cfg.MODEL.DEVICE)}", flush=True)
-    predictor = NucleiPredictor(cfg, args.weights, tta=args.tta, score_thresh=args.score_thresh, rescale=args.rescale)
+    predictor = NucleiPredictor(cfg, args.weights, tta=args.tta, score_thresh=args.score_thresh, rescale=args.rescale,
+                                config_name=args.config)
     print(f"model: {cfg.MODEL.META_ARCHITECTURE} from {args.weights or cfg.MODEL.WEIGHTS}"
           f"{' with TTA' if args.tta else ''}; score threshold {predictor.score_thresh}", flush=True)
-    os.makedirs(args.output, exist_ok=True)
 
     from tqdm import tqdm
 
@@ -142,14 +207,11 @@ def main(argv=None) -> Dict[str, int]:
     counts: Dict[str, int] = {}
     for path in tqdm(files, desc="images", unit="img", disable=len(files) < 2):
         stem = os.path.splitext(os.path.basename(path))[0]
-        try:
-            image = read_image(path)
-        except ImageReadError as e:
-            raise UserError(str(e)) from None
+        image = load_image(path)
         prediction = predictor.predict(image, tile_size=args.tile_size, tile_overlap=args.tile_overlap, progress=True)
         tiles = prediction.info.get("tiles", 1)
         note = f", {tiles} tiles, {prediction.info.get('duplicates', 0)} border duplicates merged" if tiles > 1 else ""
-        tqdm.write(f"{os.path.basename(path)}: {describe_image(image)} -> {prediction.num_instances} nuclei{note}")
+        tqdm.write(f"{os.path.basename(path)}: {describe_image(path, image)} -> {prediction.num_instances} nuclei{note}")
         for fmt in formats:
             target = os.path.join(args.output, PER_IMAGE_FILES.get(fmt, "").format(stem=stem))
             if fmt in ("label_png", "label_tif"):

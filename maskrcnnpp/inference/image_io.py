@@ -2,7 +2,8 @@
 
 Accepted arrays: grey ``[H, W]`` or ``[H, W, 1]``, RGB ``[H, W, 3]``, RGBA ``[H, W, 4]`` (alpha is
 dropped, not composited: microscopy RGBA files carry an opaque or meaningless alpha), with
-``uint8``, ``uint16`` (or any other integer type), ``bool`` or float pixels.
+``uint8``, ``uint16`` (or any other integer type), ``bool`` or float pixels. A grey+alpha PNG is
+read as grey (its alpha dropped likewise); :func:`image_kind` still says what the file holds.
 
 Conversion to ``uint8`` (:func:`to_uint8_rgb`):
 
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 RESCALE_MODES = ("max", "percentile", "minmax", "none")
 PERCENTILES = (0.1, 99.9)
 TIFF_SUFFIXES = (".tif", ".tiff")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_GREY_ALPHA = 4  # IHDR colour type of grey + alpha (PNG spec 11.2.2)
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
@@ -54,7 +57,7 @@ def read_image(path: str) -> np.ndarray:
     channels-first [3 or 4, H, W] image, as ImageJ writes colour, is moved to channels-last),
     everything else with OpenCV (which keeps 16-bit grey *and* colour PNGs; Pillow truncates
     16-bit colour to 8 bits), falling back to Pillow for what OpenCV cannot decode. Palette images
-    become RGB; colour comes back in RGB(A) order.
+    become RGB; colour comes back in RGB(A) order; grey+alpha comes back grey ``[H, W]``.
     """
     if not os.path.isfile(path):
         raise ImageReadError(f"image {path} does not exist")
@@ -67,6 +70,10 @@ def read_image(path: str) -> np.ndarray:
             image = _read_with_opencv(path)
             if image is None:
                 image = _read_with_pillow(path)
+            if image.ndim == 3 and image.shape[2] == 4 and png_colour_type(path) == PNG_GREY_ALPHA:
+                # OpenCV (and Pillow, at 16 bits) expand grey+alpha to RGBA with R = G = B: keep the
+                # one grey channel, so the file reads as the grey image it is whichever library decodes it.
+                image = np.ascontiguousarray(image[:, :, 0])
     except ImageReadError:
         raise
     except Exception as e:  # noqa: BLE001  (PIL/tifffile raise many types for corrupt files)
@@ -108,6 +115,29 @@ def _read_with_pillow(path: str) -> np.ndarray:
         if im.mode == "I" and image.size and image.min() >= 0 and image.max() <= 65535:
             image = image.astype(np.uint16)
     return image
+
+
+def png_colour_type(path: str) -> Optional[int]:
+    """The colour type byte of a PNG file's IHDR header (0 grey, 2 RGB, 3 palette, 4 grey+alpha,
+    6 RGBA), or None when ``path`` is not a PNG. Pillow cannot tell: it opens 16-bit grey+alpha as RGBA."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    return head[25]
+
+
+def image_kind(path: str, image: np.ndarray) -> str:
+    """What ``image`` (as :func:`read_image` returned it from ``path``) holds: "grey", "grey+alpha",
+    "RGB" or "RGBA" -- from the file where reading changed it (a grey+alpha PNG reads as grey)."""
+    if not path.lower().endswith(TIFF_SUFFIXES) and png_colour_type(path) == PNG_GREY_ALPHA:
+        return "grey+alpha"
+    if image.ndim == 2 or image.shape[-1] == 1:
+        return "grey"
+    return {3: "RGB", 4: "RGBA"}.get(image.shape[-1], f"{image.shape[-1]}-channel")
 
 
 def list_image_files(path: str, pattern: Optional[str] = None, option: str = "input") -> List[str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -51,10 +51,40 @@ def describe_device(device: str) -> str:
     return f"{dev.type} ({torch.get_num_threads()} threads, torch {torch.__version__}; no GPU used)"
 
 
-def load_weights(model: torch.nn.Module, weights: str) -> None:
-    """Load ``weights`` (a local checkpoint or a URL Detectron2 can fetch) into ``model``.
+class _ReportingCheckpointer(DetectionCheckpointer):
+    """A DetectionCheckpointer that keeps what ``_load_model`` found (missing, unexpected and
+    mis-shaped keys) for :func:`load_weights` to judge, instead of logging fvcore's long key lists."""
 
-    Raises :class:`UserError` when no weights are given, the file does not exist or cannot be read.
+    incompatible = None
+
+    def _load_model(self, checkpoint):
+        self.incompatible = super()._load_model(checkpoint)
+        return self.incompatible
+
+    def _log_incompatible_keys(self, incompatible) -> None:
+        pass  # load_weights reports them in one line (an error or a warning)
+
+
+def _examples(names: Sequence[str], count: int = 3) -> str:
+    return ", ".join(names[:count]) + (", ..." if len(names) > count else "")
+
+
+def describe_config(cfg: CfgNode, config_name: Optional[str] = None) -> str:
+    """``config_name`` (when known) and the architecture it builds, e.g. ``config maskrcnn_tiny (NucleiRCNN,
+    build_resnet_fpn_backbone)``, for messages about weights that do not fit it."""
+    arch = f"{cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}"
+    return f"config {config_name} ({arch})" if config_name else f"the config ({arch})"
+
+
+def load_weights(model: torch.nn.Module, weights: str, config: str = "the config") -> None:
+    """Load ``weights`` (a local checkpoint or a URL Detectron2 can fetch) into ``model``, built from
+    ``config`` (its description in messages, e.g. from :func:`describe_config`).
+
+    Raises :class:`UserError` when no weights are given, the file does not exist or cannot be read,
+    or it leaves any of the model's weights (parameters and persistent buffers such as BatchNorm
+    statistics) unloaded -- missing, or of another shape: fvcore only warns, and the model would
+    predict with random weights. Checkpoint entries the model does not use (e.g. the deep-supervision
+    heads of a training config) are only logged: the model itself is complete.
     """
     if not weights:
         raise UserError(
@@ -63,10 +93,49 @@ def load_weights(model: torch.nn.Module, weights: str) -> None:
         )
     if "://" not in weights and not os.path.isfile(weights):
         raise UserError(f"weights file {weights} does not exist")
+    checkpointer = _ReportingCheckpointer(model)
     try:
-        DetectionCheckpointer(model).load(weights)
+        checkpointer.load(weights)
     except Exception as e:  # noqa: BLE001  (IO/pickle/download errors come in many types)
         raise UserError(f"cannot load weights {weights}: {type(e).__name__}: {e}") from None
+    incompatible = checkpointer.incompatible
+    if incompatible is None:
+        return
+    state = model.state_dict(keep_vars=True)
+    # A tensor registered under two names is loaded when either name is in the checkpoint.
+    aliases: Dict[int, List[str]] = {}
+    for name, tensor in state.items():
+        aliases.setdefault(id(tensor), []).append(name)
+    # fvcore drops mis-shaped entries before loading, so they come back as missing too: count them once.
+    mis_shaped = {k: f"{k} (checkpoint {list(ck)}, model {list(md)})" for k, ck, md in incompatible.incorrect_shapes}
+    missing_set = set(incompatible.missing_keys)
+    missing = [k for k in incompatible.missing_keys if k in state and k not in mis_shaped
+               and all(a in missing_set for a in aliases[id(state[k])])]
+    # BatchNorm's num_batches_tracked is never missing (torch fills it in when a checkpoint lacks it)
+    # and is a step counter, not a weight: it is left out of the count.
+    not_loaded = list(mis_shaped.values()) + missing
+    if not_loaded:
+        total = sum(1 for k in state if not k.endswith("num_batches_tracked"))
+        saved_cfg = os.path.join(os.path.dirname(weights), "config.yaml") if "://" not in weights else ""
+        hint = (f"; {saved_cfg} (saved by tools/train_net.py next to it) is the config it was trained with"
+                if saved_cfg and os.path.isfile(saved_cfg) else "; pass the config the checkpoint was trained with")
+        what = " or have another shape" if mis_shaped else ""
+        raise UserError(
+            f"weights {weights} do not fit {config}: {len(not_loaded)} of the model's {total} weights are "
+            f"not in the checkpoint{what} (e.g. {_examples(not_loaded)}){hint}"
+        )
+    if incompatible.unexpected_keys:
+        logger.warning("weights %s: %d checkpoint entries are not used by %s (e.g. %s); "
+                       "the model's own weights are all loaded", weights, len(incompatible.unexpected_keys), config,
+                       _examples(list(incompatible.unexpected_keys)))
+
+
+def check_threshold(value: float, name: str) -> float:
+    """``value`` as a float, or a UserError naming ``name`` unless it is a probability in [0, 1]."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise UserError(f"{name} must be in [0, 1] (a score/probability), got {value:g}")
+    return value
 
 
 class NucleiPredictor:
@@ -81,6 +150,7 @@ class NucleiPredictor:
         score_thresh: Optional[float] = None,
         rescale: str = "max",
         model: Optional[torch.nn.Module] = None,
+        config_name: Optional[str] = None,
     ):
         """
         Args:
@@ -91,6 +161,10 @@ class NucleiPredictor:
             rescale: how non-8-bit images become 8-bit: "max" (as prepare_dsb2018.py converts training
                 images), "percentile", "minmax" or "none" (see image_io).
             model: an already built and loaded model to use instead of building one from ``cfg``.
+            config_name: the config name/path ``cfg`` came from, to name in errors about the weights.
+
+        Raises :class:`UserError` for weights that leave part of the model unloaded (:func:`load_weights`)
+        and thresholds outside [0, 1].
         """
         if rescale not in RESCALE_MODES:
             raise UserError(f"rescale must be one of {', '.join(RESCALE_MODES)}, got {rescale!r}")
@@ -98,8 +172,10 @@ class NucleiPredictor:
             raise UserError(f"INPUT.FORMAT={cfg.INPUT.FORMAT!r} is not supported for prediction; use RGB or BGR")
         self.cfg = cfg.clone()
         self.rescale = rescale
-        self.score_thresh = float(cfg.TEST.NUCLEI.SCORE_THRESH if score_thresh is None else score_thresh)
-        self.mask_thresh = float(cfg.TEST.NUCLEI.MASK_THRESH)
+        self.score_thresh = check_threshold(
+            cfg.TEST.NUCLEI.SCORE_THRESH if score_thresh is None else score_thresh,
+            "TEST.NUCLEI.SCORE_THRESH" if score_thresh is None else "score_thresh")
+        self.mask_thresh = check_threshold(cfg.TEST.NUCLEI.MASK_THRESH, "TEST.NUCLEI.MASK_THRESH")
         self.input_format = cfg.INPUT.FORMAT
         self.is_semantic = cfg.MODEL.META_ARCHITECTURE == SEMANTIC_META_ARCH
         if model is None:
@@ -109,7 +185,7 @@ class NucleiPredictor:
                 if "No object named" not in str(e):
                     raise
                 raise UserError(f"{e.args[0]} (check MODEL.META_ARCHITECTURE and the MODEL.*.NAME keys of {cfg.MODEL.META_ARCHITECTURE})") from None
-            load_weights(model, cfg.MODEL.WEIGHTS if weights is None else weights)
+            load_weights(model, cfg.MODEL.WEIGHTS if weights is None else weights, describe_config(cfg, config_name))
         self.model = model.eval()
         self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.tta = tta
@@ -129,6 +205,7 @@ class NucleiPredictor:
         **kwargs,
     ) -> "NucleiPredictor":
         """Build from a config name/path (+ ``opts`` overrides, ``device``) via :func:`setup_cfg`."""
+        kwargs.setdefault("config_name", config)
         return cls(setup_cfg(config, opts, device=device), weights, **kwargs)
 
     @property

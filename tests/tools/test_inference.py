@@ -110,6 +110,46 @@ def test_read_image_keeps_bit_depth_and_channels(tmp_path):
         read_image(str(tmp_path / "missing.png"))
 
 
+def _png_16bit_grey_alpha(path, grey_alpha: np.ndarray) -> None:
+    """Write a 16-bit grey+alpha PNG (PNG colour type 4) by hand: Pillow cannot write one."""
+    import struct
+    import zlib
+
+    h, w, _ = grey_alpha.shape
+    big_endian = grey_alpha.astype(">u2")
+    raw = b"".join(b"\x00" + big_endian[y].tobytes() for y in range(h))  # filter type 0 per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_grey_alpha_png_reads_as_grey_and_says_so(tmp_path):
+    from PIL import Image
+
+    from maskrcnnpp.inference.image_io import image_kind, png_colour_type
+
+    rng = np.random.default_rng(4)
+    la8 = rng.integers(0, 256, (6, 7, 2), dtype=np.uint8)
+    Image.fromarray(la8, "LA").save(tmp_path / "la8.png")
+    la16 = rng.integers(0, 65536, (5, 4, 2)).astype(np.uint16)
+    _png_16bit_grey_alpha(tmp_path / "la16.png", la16)
+    for name, la in (("la8.png", la8), ("la16.png", la16)):
+        path = str(tmp_path / name)
+        image = read_image(path)
+        assert image.dtype == la.dtype and np.array_equal(image, la[:, :, 0]), name  # alpha dropped, grey kept
+        assert png_colour_type(path) == 4 and image_kind(path, image) == "grey+alpha", name
+        assert np.array_equal(to_uint8_rgb(image, "percentile"), to_uint8_rgb(la[:, :, 0], "percentile")), name
+    rgba = rng.integers(0, 256, (3, 3, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(rgba[:, :, 0]).save(tmp_path / "grey.png")
+    assert image_kind(str(tmp_path / "rgba.png"), read_image(str(tmp_path / "rgba.png"))) == "RGBA"
+    assert image_kind(str(tmp_path / "grey.png"), read_image(str(tmp_path / "grey.png"))) == "grey"
+    assert image_kind(str(tmp_path / "x.tif"), np.zeros((2, 2, 3), np.uint16)) == "RGB"
+
+
 def test_intensity_image_is_in_original_units():
     rgb = np.zeros((2, 2, 4), np.uint16)
     rgb[..., 0], rgb[..., 1], rgb[..., 2], rgb[..., 3] = 3000, 6000, 9000, 65535
@@ -354,3 +394,117 @@ def test_real_semantic_model_runs_at_native_size_and_tta_averages_its_flipped_ou
         probs = [model.inference([x])[0]["sem_seg"][0].numpy() for x in seen]
     expected = (probs[0] + probs[1][:, ::-1] + probs[2][::-1] + probs[3][::-1, ::-1]) / 4
     assert np.allclose(captured["prob"], expected, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- weights that do not fit the config
+@pytest.fixture(scope="module")
+def rcnnpp_weights(tmp_path_factory):
+    return save_tiny_weights(tmp_path_factory.mktemp("rcnnpp_weights"))
+
+
+def _tiny_cfg(name, opts=()):
+    from maskrcnnpp.engine import setup_cfg
+
+    return setup_cfg(name, list(opts), device="cpu")
+
+
+def _checkpoint_state(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+@pytest.mark.parametrize("config", ["maskrcnn_tiny", "unet_tiny"])
+def test_weights_of_another_architecture_are_refused(rcnnpp_weights, config):
+    from detectron2.modeling import build_model
+
+    from maskrcnnpp.engine import UserError
+
+    cfg = _tiny_cfg(config)
+    model_keys = list(build_model(cfg).state_dict())
+    missing = [k for k in model_keys if k not in _checkpoint_state(rcnnpp_weights)]
+    assert missing  # Mask R-CNN's FPN / the U-Net decoder are not in a Mask RCNN++ checkpoint
+    with pytest.raises(UserError) as exc:
+        NucleiPredictor(cfg, rcnnpp_weights, config_name=config)
+    msg = str(exc.value)
+    assert msg.startswith(f"weights {rcnnpp_weights} do not fit config {config} ({cfg.MODEL.META_ARCHITECTURE}, "
+                          f"{cfg.MODEL.BACKBONE.NAME}): {len(missing)} of the model's {len(model_keys)} weights are "
+                          f"not in the checkpoint (e.g. {', '.join(missing[:3])}, ...); ")
+    assert "\n" not in msg
+
+
+def test_weights_of_another_shape_are_refused_and_the_saved_config_is_named(tmp_path):
+    from maskrcnnpp.engine import UserError
+
+    from detectron2.modeling import build_model
+
+    weights = save_tiny_weights(tmp_path)  # NUM_CLASSES 1: cls_score has 2 rows (nucleus, background)
+    (tmp_path / "config.yaml").write_text("# what tools/train_net.py saves beside its checkpoints\n")
+    cfg = _tiny_cfg("maskrcnnpp_tiny", ["MODEL.ROI_HEADS.NUM_CLASSES", "2"])
+    model_state, saved = build_model(cfg).state_dict(), _checkpoint_state(weights)
+    other_shape = [k for k, v in model_state.items() if v.shape != saved[k].shape]
+    assert len(other_shape) == 6  # box classifier, box regressor, mask predictor: weight and bias each
+    with pytest.raises(UserError) as exc:
+        NucleiPredictor(cfg, weights)
+    msg = str(exc.value)
+    assert f": 6 of the model's {len(model_state)} weights are not in the checkpoint or have another shape (e.g. " in msg
+    assert "(e.g. roi_heads.box_predictor.cls_score.weight (checkpoint [2, 256], model [3, 256]), " in msg
+    assert msg.endswith(f"; {tmp_path / 'config.yaml'} (saved by tools/train_net.py next to it) is the config it was "
+                        "trained with")
+    assert "do not fit the config (MaskRCNNPlusPlus, build_resnet_unetpp_fpn_backbone): " in msg
+
+
+def test_extra_checkpoint_entries_only_warn_and_the_model_is_fully_loaded(tmp_path, caplog):
+    # A checkpoint trained with deep supervision has its auxiliary heads; the plain config does not use them.
+    weights = save_tiny_weights(tmp_path, "maskrcnnpp_tiny")
+    state = _checkpoint_state(weights)
+    extra = {f"backbone.ds_heads.{i}.weight": torch.ones(1, 64, 1, 1) for i in range(4)}
+    torch.save({"model": {**state, **extra}}, tmp_path / "with_ds.pth")
+    with caplog.at_level(logging.WARNING):
+        predictor = NucleiPredictor(_tiny_cfg("maskrcnnpp_tiny"), str(tmp_path / "with_ds.pth"), config_name="maskrcnnpp_tiny")
+    loaded = predictor.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"weights {tmp_path / 'with_ds.pth'}: 4 checkpoint entries are not used by config maskrcnnpp_tiny "
+        "(MaskRCNNPlusPlus, build_resnet_unetpp_fpn_backbone) (e.g. backbone.ds_heads.0.weight, "
+        "backbone.ds_heads.1.weight, backbone.ds_heads.2.weight, ...); the model's own weights are all loaded"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the checkpoint of the same config: silent
+        NucleiPredictor(_tiny_cfg("maskrcnnpp_tiny"), weights)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_batchnorm_statistics_count_num_batches_tracked_does_not_and_tied_weights_load_by_either_name(tmp_path):
+    from maskrcnnpp.engine import UserError
+    from maskrcnnpp.inference.predictor import load_weights
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    state = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    no_counter = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    torch.save({"model": no_counter}, tmp_path / "no_counter.pth")  # e.g. an older PyTorch's BatchNorm
+    load_weights(model, str(tmp_path / "no_counter.pth"), "config test")
+    assert torch.equal(model.state_dict()["1.running_var"], state["1.running_var"])
+    no_stats = {k: v for k, v in state.items() if k != "1.running_var"}
+    torch.save({"model": no_stats}, tmp_path / "no_stats.pth")
+    with pytest.raises(UserError, match=r"do not fit config test: 1 of the model's 6 weights are not in the "
+                                        r"checkpoint \(e\.g\. 1\.running_var\)"):
+        load_weights(model, str(tmp_path / "no_stats.pth"), "config test")
+
+    tied = torch.nn.Module()
+    tied.encoder = torch.nn.Linear(2, 2)
+    tied.decoder = tied.encoder  # one tensor, two names in the state dict
+    torch.save({"model": {"encoder.weight": torch.ones(2, 2), "encoder.bias": torch.zeros(2)}}, tmp_path / "tied.pth")
+    load_weights(tied, str(tmp_path / "tied.pth"), "config test")
+    assert torch.equal(tied.decoder.weight, torch.ones(2, 2))
+
+
+def test_thresholds_outside_0_1_are_refused(tiny_predictor):
+    from maskrcnnpp.engine import UserError
+
+    for value in (1.5, -0.01, float("nan")):
+        with pytest.raises(UserError, match=r"^score_thresh must be in \[0, 1\]"):
+            NucleiPredictor(tiny_predictor.cfg, model=tiny_predictor.model, score_thresh=value)
+    for key in ("TEST.NUCLEI.SCORE_THRESH", "TEST.NUCLEI.MASK_THRESH"):
+        cfg = _tiny_cfg("maskrcnnpp_tiny", [key, "1.5"])
+        with pytest.raises(UserError, match=rf"^{key} must be in \[0, 1\] \(a score/probability\), got 1.5$"):
+            NucleiPredictor(cfg, model=tiny_predictor.model)
+    assert NucleiPredictor(tiny_predictor.cfg, model=tiny_predictor.model, score_thresh=1).score_thresh == 1.0

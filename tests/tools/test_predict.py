@@ -205,3 +205,98 @@ def test_label_image_limits_and_atomic_writes(tmp_path):
             open(tmp, "w").write("partial")
             raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many.tif"]  # no partial file left
+
+
+# ---------------------------------------------------------------------------- checks before anything is written
+def _main_ok(capsys, argv):
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+    import predict
+
+    counts = predict.main(argv)
+    return counts, capsys.readouterr()
+
+
+def test_a_bad_input_among_good_ones_fails_before_the_model_and_writes_nothing(tmp_path, capsys, weights):
+    import tifffile
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(nuclei_image(disk_labels((40, 40), [(20, 20, 8)]), seed=i)).save(images / f"a{i}.png")
+    (images / "b_broken.png").write_bytes(b"not a png")
+    tifffile.imwrite(images / "zz_stack.tif", np.zeros((5, 40, 40), np.uint8))  # a 5-page stack, sorting last
+    out = tmp_path / "out"
+    err = _main_error(capsys, ["--input", str(images), "--config", "maskrcnnpp_tiny", "--weights", weights,
+                               "--output", str(out), "--device", "cpu", *FAST_OPTS])
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: 2 of 5 input image(s) cannot be used, nothing was written: ")
+    assert f"cannot read image {images / 'b_broken.png'}" in last
+    assert f"image {images / 'zz_stack.tif'}: unsupported image layout (5, 40, 40)" in last
+    assert not out.exists()  # not even the folder: the inputs are checked first
+
+
+def test_output_that_is_a_file_fails_before_the_model(tmp_path, capsys, weights):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(img)
+    target = tmp_path / "taken"
+    target.write_text("a file")
+    argv = ["--input", str(img), "--config", "maskrcnnpp_tiny", "--weights", weights, "--output", str(target)]
+    err = _main_error(capsys, argv)
+    assert err.strip().splitlines()[-1] == (
+        f"error: --output {target}: exists and is not a folder; give a folder (it is created if missing)")
+    assert target.read_text() == "a file"
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])
+def test_score_thresh_outside_0_1_is_rejected(tmp_path, capsys, weights, value):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(img)
+    err = _main_error(capsys, ["--input", str(img), "--config", "maskrcnnpp_tiny", "--weights", weights,
+                               "--output", str(tmp_path / "o"), "--score-thresh", value])
+    assert err.strip().splitlines()[-1] == f"error: --score-thresh must be in [0, 1] (a score/probability), got {float(value):g}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_weights_of_another_architecture_are_an_error_not_a_random_model(tmp_path, capsys, weights):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(img)
+    out = tmp_path / "o"
+    err = _main_error(capsys, ["--input", str(img), "--config", "unet_tiny", "--weights", weights,
+                               "--output", str(out), "--device", "cpu"])
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err  # one line, not fvcore's lists of missing keys
+    assert lines[0].startswith(f"error: weights {weights} do not fit config unet_tiny (SemanticUNet, ")
+    assert "weights are not in the checkpoint (e.g. backbone." in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_grey_alpha_is_reported_and_a_rerun_warns_about_earlier_outputs(tmp_path, capsys, caplog, weights):
+    labels = disk_labels((40, 44), [(20, 20, 8)])
+    la = np.stack([nuclei_image(labels), np.full((40, 44), 255, np.uint8)], axis=2)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    Image.fromarray(nuclei_image(labels, seed=2)).save(tmp_path / "b.png")
+    out = tmp_path / "out"
+    common = ["--config", "maskrcnnpp_tiny", "--weights", weights, "--output", str(out), "--device", "cpu", *FAST_OPTS]
+
+    _, captured = _main_ok(capsys, ["--input", str(tmp_path / "la.png"), "--formats", "label_png,kaggle_csv", *common])
+    assert "la.png: 40x44 grey+alpha uint8 -> " in captured.out
+    assert not [r for r in caplog.records if "earlier predict run" in r.getMessage()]
+
+    caplog.clear()
+    _main_ok(capsys, ["--input", str(tmp_path / "b.png"), "--formats", "label_png,coco", *common])
+    warnings = [r.getMessage() for r in caplog.records if "earlier predict run" in r.getMessage()]
+    assert warnings == [f"--output {out} already holds 2 file(s) of an earlier predict run: 0 will be replaced; "
+                        "2 are not outputs of this run and stay as they are (e.g. kaggle_submission.csv, "
+                        "la_labels.png); use an empty --output folder to keep runs apart"]
+
+    caplog.clear()
+    _main_ok(capsys, ["--input", str(tmp_path / "b.png"), "--formats", "label_png,coco", *common])
+    warnings = [r.getMessage() for r in caplog.records if "earlier predict run" in r.getMessage()]
+    assert warnings == [f"--output {out} already holds 4 file(s) of an earlier predict run: 2 will be replaced; "
+                        "2 are not outputs of this run and stay as they are (e.g. kaggle_submission.csv, "
+                        "la_labels.png); use an empty --output folder to keep runs apart"]
+    assert sorted(p.name for p in out.iterdir()) == [  # the user's files are never deleted
+        "b_labels.png", "coco_results.json", "kaggle_submission.csv", "la_labels.png"]
