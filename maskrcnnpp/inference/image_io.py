@@ -53,19 +53,24 @@ class ImageReadError(ValueError):
 def read_image(path: str) -> np.ndarray:
     """Pixels of ``path`` with their original type and channels (``[H, W]`` or ``[H, W, C]``).
 
-    TIFF files are read with tifffile (first page/series; leading singleton axes are squeezed, and a
-    channels-first [3 or 4, H, W] image, as ImageJ writes colour, is moved to channels-last),
+    TIFF files are read with tifffile (first series; leading singleton axes are squeezed; a
+    channels-first [3 or 4, H, W] image, as ImageJ writes colour, is moved to channels-last, a
+    stack whose axes say planes (Z/T/I) is refused, and planes of unknown meaning are read as
+    colour with a warning),
     everything else with OpenCV (which keeps 16-bit grey *and* colour PNGs; Pillow truncates
     16-bit colour to 8 bits), falling back to Pillow for what OpenCV cannot decode. Palette images
     become RGB; colour comes back in RGB(A) order; grey+alpha comes back grey ``[H, W]``.
     """
     if not os.path.isfile(path):
         raise ImageReadError(f"image {path} does not exist")
+    axes = None  # tifffile's axis letters of a TIFF series (C/S channels, Z/T/I planes, Q unknown)
     try:
         if path.lower().endswith(TIFF_SUFFIXES):
             import tifffile
 
-            image = np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                image, axes = np.asarray(series.asarray()), series.axes
         else:
             image = _read_with_opencv(path)
             if image is None:
@@ -79,9 +84,18 @@ def read_image(path: str) -> np.ndarray:
     except Exception as e:  # noqa: BLE001  (PIL/tifffile raise many types for corrupt files)
         raise ImageReadError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
     while image.ndim > 3 and image.shape[0] == 1:
-        image = image[0]
+        image, axes = image[0], axes[1:] if axes else axes
     if image.ndim == 3 and image.shape[0] in (3, 4) and image.shape[2] not in (1, 3, 4):
-        logger.info("%s: channels-first %s image read as channels-last", path, image.shape)
+        first = axes[0] if axes else None
+        if first in ("Z", "T", "I"):  # planes of a stack, named so by the file: not colour
+            raise ImageReadError(f"image {path}: a stack of {image.shape[0]} planes (TIFF axes {axes}); "
+                                 "multi-page stacks are not supported: save one plane per file")
+        if first in ("C", "S"):
+            logger.info("%s: channels-first %s image (TIFF axes %s) read as channels-last", path, image.shape, axes)
+        else:  # e.g. tifffile's "Q" (unknown): as often planar colour as a 3- or 4-page grey stack
+            logger.warning("%s: %s planes of unknown meaning (TIFF axes %s) read as %s colour channels; if they are "
+                           "the pages of a grey stack, save one page per file", path, image.shape[0], axes,
+                           "RGB" if image.shape[0] == 3 else "RGBA")
         image = np.ascontiguousarray(np.moveaxis(image, 0, 2))
     try:
         check_layout(image)

@@ -82,7 +82,7 @@ def test_bad_layouts_are_rejected():
         to_uint8_rgb(np.zeros((3, 4, 4, 3), np.uint8))
 
 
-def test_read_image_keeps_bit_depth_and_channels(tmp_path):
+def test_read_image_keeps_bit_depth_and_channels(tmp_path, caplog):
     import tifffile
     from PIL import Image
 
@@ -97,8 +97,16 @@ def test_read_image_keeps_bit_depth_and_channels(tmp_path):
     cv2.imwrite(str(tmp_path / "rgb16.png"), rgb16[:, :, ::-1])
     read = read_image(str(tmp_path / "rgb16.png"))
     assert read.dtype == np.uint16 and np.array_equal(read, rgb16)  # 16-bit colour kept, RGB order
-    tifffile.imwrite(tmp_path / "chw.tif", np.moveaxis(rgb16, 2, 0))  # channels-first, as ImageJ writes
+    tifffile.imwrite(tmp_path / "chw.tif", np.moveaxis(rgb16, 2, 0))  # planes of unknown meaning (axes QYX)
     assert np.array_equal(read_image(str(tmp_path / "chw.tif")), rgb16)
+    assert "chw.tif: 3 planes of unknown meaning (TIFF axes QYX) read as RGB colour channels" in caplog.text
+    tifffile.imwrite(tmp_path / "ij.tif", np.moveaxis(rgb16, 2, 0), imagej=True, metadata={"axes": "CYX"})  # ImageJ colour
+    assert np.array_equal(read_image(str(tmp_path / "ij.tif")), rgb16)
+    tifffile.imwrite(tmp_path / "sep.tif", np.moveaxis(rgb16, 2, 0), photometric="rgb", planarconfig="separate")
+    assert np.array_equal(read_image(str(tmp_path / "sep.tif")), rgb16)
+    tifffile.imwrite(tmp_path / "z.tif", np.moveaxis(rgb16, 2, 0), imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(ImageReadError, match=r"z.tif: a stack of 3 planes \(TIFF axes ZYX\)"):
+        read_image(str(tmp_path / "z.tif"))  # a 3-slice z-stack is not an RGB image
     for name in ("g16.png", "g16.tif"):
         read = read_image(str(tmp_path / name))
         assert read.dtype == np.uint16 and np.array_equal(read, g16), name
