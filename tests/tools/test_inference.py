@@ -97,12 +97,13 @@ def test_read_image_keeps_bit_depth_and_channels(tmp_path, caplog):
     cv2.imwrite(str(tmp_path / "rgb16.png"), rgb16[:, :, ::-1])
     read = read_image(str(tmp_path / "rgb16.png"))
     assert read.dtype == np.uint16 and np.array_equal(read, rgb16)  # 16-bit colour kept, RGB order
-    tifffile.imwrite(tmp_path / "chw.tif", np.moveaxis(rgb16, 2, 0))  # planes of unknown meaning (axes QYX)
+    # three planes of unknown meaning (axes QYX): read as planar colour, with a warning
+    tifffile.imwrite(tmp_path / "chw.tif", np.moveaxis(rgb16, 2, 0), photometric="minisblack")
     assert np.array_equal(read_image(str(tmp_path / "chw.tif")), rgb16)
     assert "chw.tif: 3 planes of unknown meaning (TIFF axes QYX) read as RGB colour channels" in caplog.text
     tifffile.imwrite(tmp_path / "ij.tif", np.moveaxis(rgb16, 2, 0), imagej=True, metadata={"axes": "CYX"})  # ImageJ colour
     assert np.array_equal(read_image(str(tmp_path / "ij.tif")), rgb16)
-    tifffile.imwrite(tmp_path / "sep.tif", np.moveaxis(rgb16, 2, 0), photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(tmp_path / "sep.tif", np.moveaxis(rgb16, 2, 0), photometric="rgb", planarconfig="separate")  # SYX
     assert np.array_equal(read_image(str(tmp_path / "sep.tif")), rgb16)
     tifffile.imwrite(tmp_path / "z.tif", np.moveaxis(rgb16, 2, 0), imagej=True, metadata={"axes": "ZYX"})
     with pytest.raises(ImageReadError, match=r"z.tif: a stack of 3 planes \(TIFF axes ZYX\)"):
