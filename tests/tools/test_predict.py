@@ -285,18 +285,12 @@ def test_grey_alpha_is_reported_and_a_rerun_warns_about_earlier_outputs(tmp_path
     assert "la.png: 40x44 grey+alpha uint8 -> " in captured.out
     assert not [r for r in caplog.records if "earlier predict run" in r.getMessage()]
 
-    caplog.clear()
-    _main_ok(capsys, ["--input", str(tmp_path / "b.png"), "--formats", "label_png,coco", *common])
-    warnings = [r.getMessage() for r in caplog.records if "earlier predict run" in r.getMessage()]
-    assert warnings == [f"--output {out} already holds 2 file(s) of an earlier predict run: 0 will be replaced; "
-                        "2 are not outputs of this run and stay as they are (e.g. kaggle_submission.csv, "
-                        "la_labels.png); use an empty --output folder to keep runs apart"]
-
-    caplog.clear()
-    _main_ok(capsys, ["--input", str(tmp_path / "b.png"), "--formats", "label_png,coco", *common])
-    warnings = [r.getMessage() for r in caplog.records if "earlier predict run" in r.getMessage()]
-    assert warnings == [f"--output {out} already holds 4 file(s) of an earlier predict run: 2 will be replaced; "
-                        "2 are not outputs of this run and stay as they are (e.g. kaggle_submission.csv, "
-                        "la_labels.png); use an empty --output folder to keep runs apart"]
+    for held, replaced in ((2, 0), (4, 2)):  # a second run, then the same run again
+        caplog.clear()
+        _main_ok(capsys, ["--input", str(tmp_path / "b.png"), "--formats", "label_png,coco", *common])
+        warnings = [r.getMessage() for r in caplog.records if "earlier predict run" in r.getMessage()]
+        assert warnings == [f"--output {out} already holds {held} file(s) of an earlier predict run: {replaced} will be "
+                            "replaced; 2 are not outputs of this run and stay as they are (e.g. kaggle_submission.csv, "
+                            "la_labels.png); use an empty --output folder to keep runs apart"]
     assert sorted(p.name for p in out.iterdir()) == [  # the user's files are never deleted
         "b_labels.png", "coco_results.json", "kaggle_submission.csv", "la_labels.png"]
