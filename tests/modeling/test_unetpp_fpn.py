@@ -139,7 +139,7 @@ def _train(cfg, steps: int, batch):
             opt.zero_grad()
             total.backward()
             opt.step()
-            history.append({k: float(v) for k, v in losses.items()})
+            history.append({k: float(v.detach()) for k, v in losses.items()})
     return history
 
 
