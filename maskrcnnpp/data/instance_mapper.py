@@ -392,6 +392,12 @@ class NucleiInstanceMapper(DatasetMapper):
         annotations = dataset_dict.pop("annotations")
         annos = [a for a in annotations if a.get("iscrowd", 0) == 0]
         height, width = int(dataset_dict.get("height", 0)), int(dataset_dict.get("width", 0))
+        if not annos and self.recompute_boxes:
+            # Stock Detectron2 0.6 crashes here (recompute_boxes reads gt_masks, which an image
+            # without instances never gets): give what it gives for such an image without cropping.
+            instances = utils.annotations_to_instances([], image_shape, mask_format=self.instance_mask_format)
+            dataset_dict["instances"] = utils.filter_empty_instances(instances)
+            return
         maps = transform_index_maps(transforms, height, width) if self._fast_path_applies(annos) else None
         if maps is None or (maps[0].size, maps[1].size) != tuple(image_shape):
             dataset_dict["annotations"] = copy.deepcopy(annotations)

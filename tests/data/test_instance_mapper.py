@@ -319,6 +319,21 @@ def test_no_instances_crowd_only_and_polygons(tmp_path):
             assert got["instances"].gt_masks.tensor.sum() > 0
 
 
+def test_crop_on_an_image_without_instances_gives_empty_instances(tmp_path):
+    # INPUT.CROP with FILTER_EMPTY_ANNOTATIONS False: stock DatasetMapper raises AttributeError
+    # (gt_masks) here; ours gives what stock gives for the same image without cropping.
+    h, w = 20, 28
+    crowd = annotation(box_mask(h, w, 3, 9, 4, 12), 1, iscrowd=1)
+    _, cropping = mapper_pair([T.RandomCrop("absolute", (12, 16))], recompute_boxes=True)
+    stock, _ = mapper_pair([T.RandomCrop("absolute", (12, 16))], recompute_boxes=False)
+    for record in (write_record(tmp_path, "empty", h, w, []), write_record(tmp_path, "crowd_only", h, w, [crowd])):
+        with pytest.raises(AttributeError, match="gt_masks"):
+            map_both(*mapper_pair([T.RandomCrop("absolute", (12, 16))], recompute_boxes=True), record, 0)
+        expected, got = map_both(stock, cropping, record, 0)
+        assert_same_output(expected, got)
+        assert got["image"].shape == (3, 12, 16) and len(got["instances"]) == 0
+
+
 def test_bad_rle_error_names_file_and_annotation(crowded):
     _, new = mapper_pair([T.Resize((40, 60))])
     record = copy.deepcopy(crowded)
