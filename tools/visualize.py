@@ -8,11 +8,11 @@
     python tools/visualize.py --config maskrcnnpp_r101 --weights model_best.pth --images my_folder/ --output vis/
 
 Predictions come from a model (--config + --weights) or a COCO results file (--results; image ids
-are matched to the dataset's image ids or file stems, or to the file stems of --images; a file
-matching none of the images drawn is an error). Images come from a registered dataset split (--dataset, which also gives the
+are matched to the dataset's image ids, or else to file stems as tools/predict.py writes them; a
+file matching none of the images drawn is an error). Images come from a registered dataset split (--dataset, which also gives the
 ground truth) or from files (--images FILE_OR_FOLDER). With --dataset and no predictions the
-ground truth alone is drawn. One PNG grid per image, named after the image file's stem, is
-written to --output:
+ground truth alone is drawn. One PNG grid per image, named after the image file's stem (plus
+the image id where two drawn images share a stem), is written to --output:
   overlay   image | ground truth | prediction, each nucleus filled in its own colour
   contour   the same with outlines only (crowded nuclei)
   errors    image | ground truth | prediction (contours) | error map: true positive, false negative
@@ -25,7 +25,7 @@ import logging
 import os
 import sys
 from collections import defaultdict
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
 from maskrcnnpp.engine import setup_cfg, UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.inference import ImageReadError, NucleiPredictor, read_image, to_uint8_rgb  # noqa: E402
+from maskrcnnpp.evaluation.coco_results import file_stem, unique_stems  # noqa: E402
 from maskrcnnpp.inference.image_io import list_image_files  # noqa: E402
 from maskrcnnpp.visualization import MODES, comparison_panels, compose_grid, save_png  # noqa: E402
 
@@ -95,24 +96,29 @@ def dataset_items(name: str, cfg) -> List[Dict]:
     return DatasetCatalog.get(name)
 
 
-def load_results(path: str) -> Dict[str, List[dict]]:
-    """COCO results grouped by ``str(image_id)``."""
+def load_results(path: str) -> Dict[Any, List[dict]]:
+    """COCO results grouped by ``image_id`` (as stored: 1 and "1" are different images)."""
     from maskrcnnpp.jsonio import read_json
 
     results = read_json(path, "--results", UserError)
     if not isinstance(results, list) or any(not isinstance(r, dict) or "image_id" not in r or "segmentation" not in r for r in results):
         raise UserError(f"--results {path} is not a COCO results file (a JSON list of entries with image_id, segmentation, score)")
-    grouped: Dict[str, List[dict]] = defaultdict(list)
+    grouped: Dict[Any, List[dict]] = defaultdict(list)
     for r in results:
-        grouped[str(r["image_id"])].append(r)
+        grouped[r["image_id"]].append(r)
     return grouped
 
 
 def results_labels(results: List[dict], shape: Tuple[int, int], score_thresh: float, where: str) -> np.ndarray:
     """Label image of one image's COCO results scoring >= ``score_thresh`` (overlaps go to the higher score)."""
-    from maskrcnnpp.evaluation.label_images import NucleiEvaluationInputError, rles_to_label_image, segmentation_to_rle
+    from maskrcnnpp.evaluation.label_images import (
+        NucleiEvaluationInputError,
+        rles_to_label_image,
+        scores_kept,
+        segmentation_to_rle,
+    )
 
-    kept = [r for r in results if float(r.get("score", 1.0)) >= score_thresh]
+    kept = [r for r, keep in zip(results, scores_kept([float(r.get("score", 1.0)) for r in results], score_thresh)) if keep]
     try:
         rles = [segmentation_to_rle(r["segmentation"], shape[0], shape[1], where) for r in kept]
     except NucleiEvaluationInputError as e:
@@ -120,40 +126,50 @@ def results_labels(results: List[dict], shape: Tuple[int, int], score_thresh: fl
     return rles_to_label_image(rles, [float(r.get("score", 1.0)) for r in kept], shape)
 
 
-def iterate_images(args, cfg) -> Iterator[Tuple[str, Optional[str], str, Optional[np.ndarray]]]:
-    """(file stem, dataset image id or None, file, ground-truth label image or None) of the images to draw."""
+def iterate_images(args, cfg) -> Iterator[Tuple[Optional[Any], str, Optional[np.ndarray]]]:
+    """(dataset image id or None, file, ground-truth label image or None) of the images to draw."""
     limit = args.max_images or None
     if args.dataset:
         from maskrcnnpp.evaluation import gt_label_image
 
         for record in dataset_items(args.dataset, cfg)[:limit]:
-            stem = os.path.splitext(os.path.basename(record["file_name"]))[0]
-            yield stem, str(record["image_id"]), record["file_name"], gt_label_image(record)[0]
+            yield record["image_id"], record["file_name"], gt_label_image(record)[0]
     else:
         try:
             files = list_image_files(args.images, args.pattern, "--images")
         except ImageReadError as e:
             raise UserError(str(e)) from None
         for path in files[:limit]:
-            yield os.path.splitext(os.path.basename(path))[0], None, path, None
+            yield None, path, None
 
 
-def match_results(items, results: Dict[str, List[dict]], path: str) -> List[Optional[str]]:
+def match_results(items, results: Dict[Any, List[dict]], path: str) -> List[Optional[Any]]:
     """The results key of each item (None where the file has no entry); an error when none matches.
 
-    A results file names images either by the dataset's image ids (Detectron2's evaluator) or by
-    file stems (tools/predict.py); the scheme matching more of the images is used for all of them,
-    so an id that happens to equal another image's stem is never taken for it.
+    A results file names images by the dataset's image ids (Detectron2's evaluator) or by file
+    stems (tools/predict.py): ids are used when any drawn image's id is in the file, else the
+    stems that name one drawn image each.
     """
-    by_id = [image_id if image_id in results else None for _, image_id, _, _ in items]
-    by_stem = [stem if stem in results else None for stem, _, _, _ in items]
-    keys = by_id if sum(k is not None for k in by_id) >= sum(k is not None for k in by_stem) else by_stem
+    by_id = [image_id if image_id is not None and image_id in results else None for image_id, _, _ in items]
+    if any(k is not None for k in by_id):
+        return by_id
+    stems = unique_stems([(k, file) for k, (_, file, _) in enumerate(items)])
+    keys = [file_stem(file) if stems.get(file_stem(file)) == k and file_stem(file) in results else None
+            for k, (_, file, _) in enumerate(items)]
     if items and not any(k is not None for k in keys):
-        theirs = ", ".join(list(results)[:3]) or "none"
-        ours = ", ".join(stem if image_id is None else f"{image_id} / {stem}" for stem, image_id, _, _ in items[:3])
+        theirs = ", ".join(repr(k) for k in list(results)[:3]) or "none"
+        ours = ", ".join(file_stem(file) if i is None else f"{i!r} / {file_stem(file)}" for i, file, _ in items[:3])
         raise UserError(f"--results {path}: none of the {len(items)} image(s) to draw has an entry: the file's image "
                         f"ids ({theirs}, ...) match neither the images' ids nor their file stems ({ours}, ...)")
     return keys
+
+
+def output_names(items) -> List[str]:
+    """File-name stem of each drawn image; where two share a stem, their ids (or suffixes) too."""
+    stems = [file_stem(file) for _, file, _ in items]
+    shared = {s for s in stems if stems.count(s) > 1}
+    return [stem if stem not in shared else (f"{stem}_id{image_id}" if image_id is not None else os.path.basename(file))
+            for stem, (image_id, file, _) in zip(stems, items)]
 
 
 def safe_name(image_id: str) -> str:
@@ -182,7 +198,7 @@ def main(argv=None) -> List[str]:
 
     written = []
     missing = 0
-    for (stem, _, path, gt), key in zip(items, result_keys):
+    for (_, path, gt), key, name in zip(items, result_keys, output_names(items)):
         try:
             raw = read_image(path)
         except ImageReadError as e:
@@ -197,13 +213,14 @@ def main(argv=None) -> List[str]:
             missing += key is None
             pred = results_labels(results.get(key, []), image.shape[:2], score_thresh, f"{args.results} (image {key})")
         panels = comparison_panels(image, args.mode, gt, pred, scale=args.scale)
-        target = os.path.join(args.output, f"{safe_name(stem)}_{args.mode}.png")
+        target = os.path.join(args.output, f"{safe_name(name)}_{args.mode}.png")
         save_png(target, compose_grid(panels))
         written.append(target)
     if results is not None and missing:
         logging.getLogger("visualize").warning(
-            "%d of %d drawn image(s) have no entry in %s (image ids are matched to %s): drawn without predictions",
-            missing, len(written), args.results, "the dataset's image ids and file stems" if args.dataset else "file stems")
+            "%d of %d drawn image(s) have no entry in %s (matched by %s): drawn without predictions",
+            missing, len(written), args.results,
+            "image id" if any(i is not None and i in results for i, _, _ in items) else "file stem")
     print(f"wrote {len(written)} {args.mode} grid(s) to {args.output}")
     return written
 

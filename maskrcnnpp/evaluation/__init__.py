@@ -4,7 +4,13 @@
 :class:`NucleiEvaluator` is the Detectron2 ``DatasetEvaluator`` that computes them all in one
 pass; :mod:`.coco_results` reads COCO files for ``tools/evaluate.py``.
 """
-from .label_images import NucleiEvaluationInputError, gt_label_image, instances_to_label_image, rles_to_label_image
+from .label_images import (
+    NucleiEvaluationInputError,
+    gt_label_image,
+    instances_to_label_image,
+    rles_to_label_image,
+    scores_kept,
+)
 from .metrics import (
     aggregated_jaccard_index,
     dsb_precisions,
@@ -32,5 +38,6 @@ __all__ = [
     "remove_overlaps",
     "rles_to_label_image",
     "score_image",
+    "scores_kept",
     "summarize_images",
 ]

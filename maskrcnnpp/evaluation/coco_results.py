@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pycocotools.mask as mask_util
 
@@ -19,7 +19,7 @@ from .label_images import NucleiEvaluationInputError, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_coco_gt", "load_coco_results", "RESULTS_FORMAT_HINT"]
+__all__ = ["load_coco_gt", "load_coco_results", "file_stem", "unique_stems", "RESULTS_FORMAT_HINT"]
 
 RESULTS_FORMAT_HINT = (
     "expected COCO results format: a JSON list of {\"image_id\", \"category_id\", \"score\", "
@@ -106,27 +106,35 @@ def load_coco_gt(path: str, images_dir: Optional[str] = None) -> Tuple[Dict[str,
     return gt, fills
 
 
-def _stem(file_name: str) -> str:
+def file_stem(file_name: str) -> str:
+    """``file_name`` without folder and extension: the image id tools/predict.py writes."""
     return os.path.splitext(os.path.basename(str(file_name)))[0]
+
+
+def unique_stems(images: Sequence[Tuple[Any, str]]) -> Dict[str, Any]:
+    """``{file stem: image id}`` of ``(image id, file name)`` pairs, leaving out stems two images share."""
+    by_stem: Dict[str, List[Any]] = defaultdict(list)
+    for image_id, file_name in images:
+        by_stem[file_stem(file_name)].append(image_id)
+    return {stem: ids[0] for stem, ids in by_stem.items() if len(ids) == 1}
 
 
 def _ids_from_file_stems(results: List[Dict[str, Any]], gt: Dict[str, Any], path: str) -> List[Dict[str, Any]]:
     """``results`` with image ids given as file stems (tools/predict.py's) replaced by the ground truth's ids.
 
-    Applies only when no result id is a ground-truth id and every one is the stem of exactly one
-    ground-truth ``file_name``; otherwise ``results`` are returned unchanged (and checked by id).
+    Applies only when no result id is a ground-truth id (ids are compared with their types: 1 is
+    not "1") and every one is the stem of exactly one ground-truth ``file_name``; otherwise
+    ``results`` are returned unchanged (and checked by id).
     """
     ids = {image["id"] for image in gt["images"]}
     used = {res["image_id"] for res in results}
     if not used or used & ids:
         return results
-    by_stem: Dict[str, List[Any]] = defaultdict(list)
-    for image in gt["images"]:
-        by_stem[_stem(image["file_name"])].append(image["id"])
-    if not all(isinstance(i, str) and len(by_stem.get(i, ())) == 1 for i in used):
+    stems = unique_stems([(image["id"], image["file_name"]) for image in gt["images"]])
+    if not all(isinstance(i, str) and i in stems for i in used):
         return results
     logger.info("%s: image ids of %d image(s) matched to the ground truth by file-name stem", path, len(used))
-    return [dict(res, image_id=by_stem[res["image_id"]][0]) for res in results]
+    return [dict(res, image_id=stems[res["image_id"]]) for res in results]
 
 
 def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str, Any]]]:

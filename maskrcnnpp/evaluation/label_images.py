@@ -27,6 +27,7 @@ __all__ = [
     "rles_to_label_image",
     "gt_label_image",
     "instances_to_label_image",
+    "scores_kept",
 ]
 
 
@@ -186,6 +187,13 @@ def gt_label_image(record: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str, int]]:
     return labels, stats
 
 
+def scores_kept(scores: Sequence[float], score_thresh: float) -> np.ndarray:
+    """Boolean mask of ``scores >= score_thresh`` compared in float32, as the models' own
+    (float32) scores are compared at inference: a score stored in a results file as
+    ``float(float32(0.7))`` is kept at threshold 0.7 here as it was in training."""
+    return np.asarray(scores, dtype=np.float32) >= np.float32(score_thresh)
+
+
 def instances_to_label_image(instances, score_thresh: float, mask_thresh: float) -> np.ndarray:
     """Label image of a Detectron2 ``Instances`` (``pred_masks``, ``scores``), overlaps removed by score.
 
@@ -199,10 +207,8 @@ def instances_to_label_image(instances, score_thresh: float, mask_thresh: float)
         raise NucleiEvaluationInputError("predicted Instances have no 'pred_masks'; nuclei metrics need masks")
     masks = instances.pred_masks
     masks = getattr(masks, "tensor", masks)  # BitMasks -> its [N, H, W] tensor
-    scores_t = instances.scores.detach().to("cpu")
-    # Compared in the scores' own dtype, as Detectron2 does: float32(0.7) >= 0.7 only in float32.
-    keep = torch.nonzero(scores_t >= score_thresh).flatten().numpy()
-    scores = scores_t.numpy().astype(np.float64)
+    scores = instances.scores.detach().to("cpu").numpy().astype(np.float64)
+    keep = np.flatnonzero(scores_kept(scores, score_thresh))
     if len(keep) < len(scores):  # select before moving: only the kept masks leave the device
         masks = masks[torch.as_tensor(keep, dtype=torch.long, device=masks.device)]
     masks = masks.detach().to("cpu")

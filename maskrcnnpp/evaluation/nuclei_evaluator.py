@@ -13,7 +13,6 @@ import io
 import itertools
 import json
 import logging
-import math
 import os
 import tempfile
 from collections import OrderedDict
@@ -38,6 +37,7 @@ from .label_images import (
     gt_label_image,
     instances_to_label_image,
     rles_to_label_image,
+    scores_kept,
 )
 from .metrics import PRECISION_KEYS, score_image, summarize_images
 
@@ -318,7 +318,7 @@ class NucleiEvaluator(DatasetEvaluator):
         :func:`maskrcnnpp.evaluation.coco_results.load_coco_results`).
         """
         record = self._record(image_id)
-        kept = [r for r in results if r["score"] >= self._score_thresh]
+        kept = [r for r, keep in zip(results, scores_kept([r["score"] for r in results], self._score_thresh)) if keep]
         pred_labels = rles_to_label_image(
             [r["segmentation"] for r in kept], [r["score"] for r in kept], (record["height"], record["width"])
         )

@@ -15,6 +15,7 @@ from maskrcnnpp.evaluation.label_images import (
     rle_pixel_indices,
     rle_run_lengths,
     rles_to_label_image,
+    scores_kept,
     segmentation_to_rle,
 )
 
@@ -118,3 +119,10 @@ def test_coco_files_are_completed_or_rejected(tmp_path):
     pred.write_text(json.dumps([{"image_id": 3, "category_id": 1, "score": 0.5, "segmentation": rle}]))
     by_image = load_coco_results(str(pred), completed)
     assert by_image[3][0]["bbox"] == [1.0, 1.0, 3.0, 2.0] and by_image[3][0]["score"] == 0.5
+
+
+def test_scores_kept_compares_in_float32_as_inference_does():
+    stored = float(np.float32(0.7))  # a model's float32 score as a results file stores it: 0.699999988...
+    assert stored < 0.7
+    assert scores_kept([stored, 0.69, 0.71], 0.7).tolist() == [True, False, True]
+    assert scores_kept([], 0.5).tolist() == [] and scores_kept([0.0], float("-inf")).tolist() == [True]

@@ -169,6 +169,15 @@ def test_score_threshold_from_config(tiny_dataset):
     cfg.TEST.NUCLEI.SCORE_THRESH = 0.7
     at = run(NucleiEvaluator(name, cfg, distributed=False, coco_ap=False), outputs)
     assert at["nuclei"]["num_pred"] == 5.0 and at["nuclei"]["score"] == pytest.approx((0.75 + 1 + 1) / 3)
+    # the same predictions as a results file (float32 scores stored as doubles) score the same
+    evaluator = NucleiEvaluator(name, cfg, distributed=False, coco_ap=False)
+    evaluator.reset()
+    for image_id, output in outputs.items():
+        inst = output["instances"]
+        results = [{"segmentation": mask_util.encode(np.asfortranarray(m.numpy().astype(np.uint8))), "score": float(sc)}
+                   for m, sc in zip(inst.pred_masks, inst.scores)]
+        evaluator.process_coco_results(image_id, results)
+    assert evaluator.evaluate()["nuclei"] == at["nuclei"]
 
 
 def test_soft_masks_use_mask_threshold(tiny_dataset):

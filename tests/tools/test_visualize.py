@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from maskrcnnpp.evaluation.coco_results import file_stem
 from maskrcnnpp.inference import NucleiPrediction, coco_results, write_coco_results
 from maskrcnnpp.visualization import (
     ERROR_COLORS,
@@ -158,6 +159,52 @@ def test_results_named_by_file_stem_match_the_dataset_images(dataset, tmp_path):
     assert [os.path.basename(p) for p in by_id] == [os.path.basename(p) for p in by_name]
     for a, b in zip(by_id, by_name):
         assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_ids_and_stems_are_not_confused_and_shared_stems_keep_apart(dataset, tmp_path):
+    """Files 0.png (id 1) and 1.png (id 2): a predict.py file keyed "0"/"1" must draw 0.png with "0"'s
+    nuclei, though str(id 1) == "1"; two images sharing a stem (plate folders) get two grids."""
+    import shutil
+
+    from detectron2.data import DatasetCatalog
+
+    from maskrcnnpp.data import register_nuclei_coco
+
+    name, results_file, truth, predictions, root = dataset
+    coco = json.loads((root / "synth" / "annotations" / "test.json").read_text())
+    new_names = {1: "a/0.png", 2: "b/1.png"}
+    for image in coco["images"]:
+        (root / "ids" / new_names[image["id"]]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / "synth" / "images" / image["file_name"], root / "ids" / new_names[image["id"]])
+        image["file_name"] = new_names[image["id"]]
+    (root / "ids" / "gt.json").write_text(json.dumps(coco))
+    by_stem = [dict(r, image_id=file_stem(new_names[r["image_id"]])) for r in json.loads(open(results_file).read())]
+    stem_file = tmp_path / "by_stem.json"
+    stem_file.write_text(json.dumps(by_stem))
+    for label, names in (("ids", new_names), ("plates", {1: "a/0.png", 2: "b/0.png"})):
+        if label == "plates":
+            shutil.copy(root / "ids" / "b" / "1.png", root / "ids" / "b" / "0.png")
+            for image in coco["images"]:
+                image["file_name"] = names[image["id"]]
+            (root / "ids" / "gt.json").write_text(json.dumps(coco))
+        ds = f"vis_ids_{label}_{uuid.uuid4().hex[:6]}"
+        register_nuclei_coco(ds, str(root / "ids" / "gt.json"), str(root / "ids"))
+        try:
+            results = results_file if label == "plates" else str(stem_file)
+            # one image drawn: its id (1) and its stem ("0") each match one key of the stem-keyed file
+            limit = ["--max-images", "1"] if label == "ids" else []
+            written = visualize.main(["--results", results, "--dataset", ds, "--mode", "errors", *limit,
+                                      "--output", str(tmp_path / label)])
+        finally:
+            DatasetCatalog.remove(ds)
+        if label == "ids":
+            reference = visualize.main(["--results", results_file, "--dataset", name, "--mode", "errors",
+                                        "--output", str(tmp_path / "ref")])
+            assert [os.path.basename(p) for p in written] == ["0_errors.png"]
+            for a, b in zip(sorted(reference), written):  # the reference's images in id order: the same pixels
+                assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+        else:
+            assert [os.path.basename(p) for p in written] == ["0_id1_errors.png", "0_id2_errors.png"]
 
 
 def test_model_over_image_files(tmp_path):
