@@ -94,9 +94,10 @@ def resolve_config_path(name_or_path: str) -> str:
     if os.path.isfile(name_or_path):
         return name_or_path
     dirs = [CONFIGS_DIR, Path.cwd() / "configs"]
-    # "configs/x.yaml" typed outside the checkout means our configs/x.yaml, as it does inside it.
+    # "configs/x.yaml" typed outside the checkout means our configs/x.yaml, as it does inside it
+    # (only that relative form: a path elsewhere that does not exist is an error, not our file).
     names = [name_or_path, f"{name_or_path}.yaml"]
-    if Path(name_or_path).parent.name == "configs":
+    if len(Path(name_or_path).parts) == 2 and Path(name_or_path).parts[0] == "configs":
         names.append(Path(name_or_path).name)
     for candidate in [d / n for d in dirs for n in names]:
         if candidate.is_file():

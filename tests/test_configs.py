@@ -31,8 +31,9 @@ def test_configs_prefix_resolves_outside_the_checkout(tmp_path, monkeypatch):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "mine.yaml").write_text('_BASE_: "x"\n')
     assert resolve_config_path("configs/mine.yaml") == "configs/mine.yaml"  # a file that exists is taken as is
-    with pytest.raises(FileNotFoundError):
-        resolve_config_path("elsewhere/maskrcnnpp_tiny.yaml")
+    for wrong in ("elsewhere/maskrcnnpp_tiny.yaml", str(tmp_path / "proj" / "configs" / "maskrcnnpp_tiny.yaml")):
+        with pytest.raises(FileNotFoundError):  # a mistyped path is not silently our config
+            resolve_config_path(wrong)
 
 
 @pytest.mark.parametrize("name", LEAVES)

@@ -32,6 +32,7 @@ from detectron2.data.datasets import register_coco_instances  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
+from maskrcnnpp.engine import UserError, check_threshold, ensure_output_dir  # noqa: E402
 from maskrcnnpp.evaluation import NucleiEvaluationInputError, NucleiEvaluator  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results  # noqa: E402
 
@@ -111,11 +112,12 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not 0.0 <= args.score_thresh <= 1.0:
-        print(f"evaluate.py: error: --score-thresh must be in [0, 1], got {args.score_thresh}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
-        print(f"evaluate.py: error: --out {args.out}: exists and is not a folder", file=sys.stderr)
+    try:
+        check_threshold(args.score_thresh, "--score-thresh")
+        if args.out:
+            ensure_output_dir(args.out, "--out", create=False)
+    except UserError as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -32,7 +32,7 @@ from typing import Dict, List, Tuple
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
-from maskrcnnpp.engine import UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.engine import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.plots import (  # noqa: E402
     DEFAULT_EDGES,
     PlotInputError,
@@ -153,6 +153,8 @@ def load_pairs(gt_path: str, images: str | None, results_path: str, score_thresh
 
 def run_sizes(args) -> None:
     from maskrcnnpp.evaluation import NucleiEvaluationInputError
+
+    check_threshold(args.score_thresh, "--score-thresh")
 
     edges = parse_edges(args.edges)
     preds = named(args.pred, "--pred")

@@ -32,7 +32,7 @@ from typing import Dict, List
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
-from maskrcnnpp.engine import ensure_output_dir, setup_cfg, UserError, exit_on_user_error  # noqa: E402
+from maskrcnnpp.engine import check_threshold, ensure_output_dir, setup_cfg, UserError, exit_on_user_error  # noqa: E402
 from maskrcnnpp.inference import (  # noqa: E402
     FORMATS,
     ImageReadError,
@@ -48,7 +48,6 @@ from maskrcnnpp.inference import (  # noqa: E402
     write_nuclei_csv,
 )
 from maskrcnnpp.inference.image_io import IMAGE_SUFFIXES, RESCALE_MODES, image_kind, list_image_files  # noqa: E402
-from maskrcnnpp.inference.predictor import check_threshold  # noqa: E402
 
 logger = logging.getLogger("predict")
 
@@ -130,7 +129,7 @@ def describe_image(path: str, image) -> str:
 def load_image(path: str):
     """The pixels of ``path`` (read_image), a UserError naming the file when it cannot be used."""
     try:
-        return read_image(path)
+        return read_image(path, log=False)  # check_images already logged what the reader noticed
     except ImageReadError as e:
         raise UserError(str(e)) from None
 
@@ -192,11 +191,12 @@ def main(argv=None) -> Dict[str, int]:
     files = list_images(args.input, args.pattern)
     cfg = setup_cfg(args.config, args.opts, device=args.device)
     check_images(files)
-    ensure_output_dir(args.output, "--output")
-    warn_earlier_outputs(args.output, files, formats)
+    ensure_output_dir(args.output, "--output", create=False)
     print(f"device: {describe_device(cfg.MODEL.DEVICE)}", flush=True)
     predictor = NucleiPredictor(cfg, args.weights, tta=args.tta, score_thresh=args.score_thresh, rescale=args.rescale,
                                 config_name=args.config)
+    ensure_output_dir(args.output, "--output")  # created only once inputs and weights are known to be usable
+    warn_earlier_outputs(args.output, files, formats)
     print(f"model: {cfg.MODEL.META_ARCHITECTURE} from {args.weights or cfg.MODEL.WEIGHTS}"
           f"{' with TTA' if args.tta else ''}; score threshold {predictor.score_thresh}", flush=True)
 

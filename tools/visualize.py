@@ -33,7 +33,7 @@ import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports
 import numpy as np  # noqa: E402
 
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
-from maskrcnnpp.engine import setup_cfg, UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.engine import setup_cfg, UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.inference import ImageReadError, NucleiPredictor, read_image, to_uint8_rgb  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import file_stem, unique_stems  # noqa: E402
 from maskrcnnpp.inference.image_io import list_image_files  # noqa: E402
@@ -79,6 +79,8 @@ def check_args(args) -> None:
         raise UserError(f"--max-images must be >= 0, got {args.max_images}")
     if args.scale <= 0:
         raise UserError(f"--scale must be positive, got {args.scale}")
+    if args.score_thresh is not None:
+        check_threshold(args.score_thresh, "--score-thresh")
 
 
 def dataset_items(name: str, cfg) -> List[Dict]:

@@ -1,4 +1,4 @@
 """Training/evaluation loop pieces shared by tools/ (trainer, CLI error handling, set-up)."""
-from .cli import UserError, ensure_output_dir, exit_on_user_error  # noqa: F401
+from .cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: F401
 from .setup import setup_cfg  # noqa: F401
 from .trainer import NucleiTrainer  # noqa: F401

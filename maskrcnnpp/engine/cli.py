@@ -26,17 +26,28 @@ def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def ensure_output_dir(path: str, option: str) -> str:
+def ensure_output_dir(path: str, option: str, create: bool = True) -> str:
     """Create the output folder ``path`` (given by ``option``) or raise a UserError saying why not.
 
-    Called before any model is built, so a wrong path costs nothing and leaves nothing behind.
+    Called before any model is built, so a wrong path costs nothing; with ``create`` False it only
+    checks that ``path`` is not a file, and nothing is created yet.
     """
     import os
 
     if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"{option} {path}: exists and is not a folder; give a folder (it is created if missing)")
+        raise UserError(f"{option} {path}: exists and is not a folder")
+    if not create:
+        return path
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise UserError(f"{option} {path}: cannot create the folder ({e.strerror})") from None
     return path
+
+
+def check_threshold(value: float, name: str) -> float:
+    """``value`` as a float, or a UserError naming ``name`` unless it is a probability in [0, 1]."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise UserError(f"{name} must be in [0, 1] (a score/probability), got {value:g}")
+    return value

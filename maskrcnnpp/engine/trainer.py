@@ -167,15 +167,16 @@ class NucleiTrainer(DefaultTrainer):
             path = os.path.join(out, BEST_PREFIX + ext)
             if os.path.isfile(path):
                 aside = os.path.join(out, f"{BEST_PREFIX}.previous{ext}")
+                replaced = " (replacing an older one)" if os.path.exists(aside) else ""
                 os.replace(path, aside)
-                logger.warning("Fresh run (no --resume) in %s: an earlier run's %s is moved to %s; this "
-                               "run keeps and tests only its own best checkpoint", out, path, aside)
+                logger.warning("Training starts at iteration 0 in %s: an earlier run's %s is moved to %s%s; this "
+                               "run keeps and tests only its own best checkpoint", out, path, aside, replaced)
         tag = os.path.join(out, "last_checkpoint")
         if os.path.isfile(tag):
             with open(tag) as f:
                 named = f.read().strip()
             os.remove(tag)
-            logger.warning("Fresh run (no --resume) in %s: the 'last_checkpoint' tag (%s, an earlier run's) "
+            logger.warning("Training starts at iteration 0 in %s: the 'last_checkpoint' tag (%s, an earlier run's) "
                            "is removed, so --resume continues this run, not that one", out, named)
 
     def final_test(self) -> "OrderedDict[str, Dict]":

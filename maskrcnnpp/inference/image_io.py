@@ -50,7 +50,7 @@ class ImageReadError(ValueError):
     """An image file that cannot be read or has an unsupported layout; the message names the file."""
 
 
-def read_image(path: str) -> np.ndarray:
+def read_image(path: str, log: bool = True) -> np.ndarray:
     """Pixels of ``path`` with their original type and channels (``[H, W]`` or ``[H, W, C]``).
 
     TIFF files are read with tifffile (first series; leading singleton axes are squeezed; a
@@ -59,7 +59,8 @@ def read_image(path: str) -> np.ndarray:
     colour with a warning),
     everything else with OpenCV (which keeps 16-bit grey *and* colour PNGs; Pillow truncates
     16-bit colour to 8 bits), falling back to Pillow for what OpenCV cannot decode. Palette images
-    become RGB; colour comes back in RGB(A) order; grey+alpha comes back grey ``[H, W]``.
+    become RGB; colour comes back in RGB(A) order; grey+alpha comes back grey ``[H, W]``. With
+    ``log`` False the reader's notes (channels moved, planes read as colour) are not logged again.
     """
     if not os.path.isfile(path):
         raise ImageReadError(f"image {path} does not exist")
@@ -90,9 +91,9 @@ def read_image(path: str) -> np.ndarray:
         if first in ("Z", "T", "I"):  # planes of a stack, named so by the file: not colour
             raise ImageReadError(f"image {path}: a stack of {image.shape[0]} planes (TIFF axes {axes}); "
                                  "multi-page stacks are not supported: save one plane per file")
-        if first in ("C", "S"):
+        if log and first in ("C", "S"):
             logger.info("%s: channels-first %s image (TIFF axes %s) read as channels-last", path, image.shape, axes)
-        else:  # e.g. tifffile's "Q" (unknown): as often planar colour as a 3- or 4-page grey stack
+        elif log:  # e.g. tifffile's "Q" (unknown): as often planar colour as a 3- or 4-page grey stack
             logger.warning("%s: %s planes of unknown meaning (TIFF axes %s) read as %s colour channels; if they are "
                            "the pages of a grey stack, save one page per file", path, image.shape[0], axes,
                            "RGB" if image.shape[0] == 3 else "RGBA")

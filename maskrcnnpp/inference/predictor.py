@@ -31,7 +31,7 @@ from detectron2.config import CfgNode
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
-from ..engine import UserError, setup_cfg
+from ..engine import UserError, check_threshold, setup_cfg
 from .image_io import RESCALE_MODES, to_uint8_rgb
 from .instances import CroppedInstance, NucleiPrediction, crops_from_instances, paint_labels
 from .tiling import predict_tiled
@@ -128,14 +128,6 @@ def load_weights(model: torch.nn.Module, weights: str, config: str = "the config
         logger.warning("weights %s: %d checkpoint entries are not used by %s (e.g. %s); "
                        "the model's own weights are all loaded", weights, len(incompatible.unexpected_keys), config,
                        _examples(list(incompatible.unexpected_keys)))
-
-
-def check_threshold(value: float, name: str) -> float:
-    """``value`` as a float, or a UserError naming ``name`` unless it is a probability in [0, 1]."""
-    value = float(value)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise UserError(f"{name} must be in [0, 1] (a score/probability), got {value:g}")
-    return value
 
 
 class NucleiPredictor:

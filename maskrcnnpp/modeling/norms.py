@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 # Detectron2's get_norm names that need no extra argument; "GN" is GroupNorm with 32 groups.
-NORMS = ("", "BN", "SyncBN", "GN", "FrozenBN", "nnSyncBN", "naiveSyncBN")
+NORMS = ("", "BN", "SyncBN", "GN", "FrozenBN", "nnSyncBN", "naiveSyncBN", "naiveSyncBN_N")
 
 
 def check_norm(prefix: str, norm: str, channels: Mapping[str, Sequence[int]]) -> None:

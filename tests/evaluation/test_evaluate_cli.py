@@ -94,7 +94,7 @@ def test_score_thresh_limits_what_is_scored(synthetic_files, tmp_path):
     default = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert default["score"] == thresholded["score"] and default["settings"]["score_thresh"] == 0.5
     bad = evaluate("--gt", gt_path, "--pred", pred_path, "--out", tmp_path / "x", "--score-thresh", 1.5)
-    assert bad.returncode == 2 and "--score-thresh must be in [0, 1], got 1.5" in bad.stderr
+    assert bad.returncode == 2 and "--score-thresh must be in [0, 1] (a score/probability), got 1.5" in bad.stderr
 
 
 def test_results_named_by_file_stem_are_scored_against_their_images(synthetic_files, tmp_path):

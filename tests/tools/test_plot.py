@@ -225,6 +225,8 @@ def test_plot_cli_errors_exit_2(tmp_path, capsys):
           "--output", str(tmp_path / "s.png")], "need at least two increasing values"),
         (["sizes", "--gt", str(tmp_path / "gt.json"), "--pred", f"x={tmp_path}/r.json", "--output", str(tmp_path / "s.png")],
          "ground-truth file"),
+        (["sizes", "--gt", str(tmp_path / "gt.json"), "--pred", f"x={tmp_path}/r.json", "--score-thresh", "50",
+          "--output", str(tmp_path / "s.png")], "--score-thresh must be in [0, 1] (a score/probability), got 50"),
     ]:
         with pytest.raises(SystemExit) as exc:
             plot.main(argv)

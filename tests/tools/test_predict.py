@@ -246,7 +246,7 @@ def test_output_that_is_a_file_fails_before_the_model(tmp_path, capsys, weights)
     argv = ["--input", str(img), "--config", "maskrcnnpp_tiny", "--weights", weights, "--output", str(target)]
     err = _main_error(capsys, argv)
     assert err.strip().splitlines()[-1] == (
-        f"error: --output {target}: exists and is not a folder; give a folder (it is created if missing)")
+        f"error: --output {target}: exists and is not a folder")
     assert target.read_text() == "a file"
 
 
@@ -270,7 +270,7 @@ def test_weights_of_another_architecture_are_an_error_not_a_random_model(tmp_pat
     assert len(lines) == 1, err  # one line, not fvcore's lists of missing keys
     assert lines[0].startswith(f"error: weights {weights} do not fit config unet_tiny (SemanticUNet, ")
     assert "weights are not in the checkpoint (e.g. backbone." in lines[0]
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists()  # a weights mistake creates nothing
 
 
 def test_grey_alpha_is_reported_and_a_rerun_warns_about_earlier_outputs(tmp_path, capsys, caplog, weights):
@@ -294,3 +294,16 @@ def test_grey_alpha_is_reported_and_a_rerun_warns_about_earlier_outputs(tmp_path
                             "la_labels.png); use an empty --output folder to keep runs apart"]
     assert sorted(p.name for p in out.iterdir()) == [  # the user's files are never deleted
         "b_labels.png", "coco_results.json", "kaggle_submission.csv", "la_labels.png"]
+
+
+def test_what_the_reader_notices_is_logged_once_per_file(tmp_path, capsys, caplog, weights):
+    # Inputs are read twice (checked before the model is built, then predicted): one warning each.
+    import tifffile
+
+    labels = disk_labels((40, 44), [(20, 20, 8)])
+    planes = np.stack([nuclei_image(labels, seed=k) for k in range(3)])  # axes QYX: meaning unknown
+    tifffile.imwrite(tmp_path / "planes.tif", planes, photometric="minisblack")
+    _main_ok(capsys, ["--input", str(tmp_path / "planes.tif"), "--config", "maskrcnnpp_tiny", "--weights", weights,
+                      "--output", str(tmp_path / "out"), "--device", "cpu", *FAST_OPTS])
+    notes = [r.getMessage() for r in caplog.records if "planes of unknown meaning" in r.getMessage()]
+    assert len(notes) == 1 and "planes.tif: 3 planes of unknown meaning (TIFF axes QYX) read as RGB" in notes[0]

@@ -235,6 +235,7 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys, dataset):
     assert "--mode errors compares predictions with ground truth" in error(["--results", dataset[1], "--images", str(tmp_path), "--mode", "errors"] + out)
     assert "dataset 'no_such_split' is not registered" in error(["--results", dataset[1], "--dataset", "no_such_split"] + out)
     assert f"--results {tmp_path / 'x.json'} does not exist" in error(["--results", str(tmp_path / "x.json"), "--dataset", dataset[0]] + out)
+    assert "--score-thresh must be in [0, 1]" in error(["--results", dataset[1], "--dataset", dataset[0], "--score-thresh", "-1"] + out)
     assert "give either --config" in error(["--results", dataset[1], "--config", "maskrcnnpp_tiny", "--dataset", dataset[0]] + out)
     # a results file for other images: an error, not error maps that call every nucleus missed
     other = tmp_path / "other.json"
