@@ -22,7 +22,6 @@ import math
 import os
 import sys
 import tempfile
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,12 +55,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _register_ground_truth(gt: dict, gt_path: str, images_dir, fills: dict, workdir: str) -> str:
-    """Register the (completed) ground truth as a fresh Detectron2 dataset; return its name."""
+    """Register the (completed) ground truth as a Detectron2 dataset named by its file; return the name.
+
+    The name is what summary.json records as its ``dataset``: the ground-truth file scored.
+    """
+    name = os.path.abspath(gt_path)
     if any(fills.values()):  # derived fields were added: score against the completed copy
         gt_path = os.path.join(workdir, "ground_truth.json")
         with open(gt_path, "w", encoding="utf-8") as f:
             json.dump(gt, f)
-    name = f"maskrcnnpp_evaluate_{uuid.uuid4().hex[:8]}"
     image_root = images_dir or os.path.dirname(os.path.abspath(gt_path))
     register_coco_instances(name, {}, gt_path, image_root)
     return name

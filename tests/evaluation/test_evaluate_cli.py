@@ -56,6 +56,7 @@ def test_ground_truth_against_itself_is_perfect(synthetic_files):
     folder, _, gt_path, pred_path = synthetic_files
     out = folder / "self"
     assert_self_score_is_perfect(evaluate("--gt", gt_path, "--pred", pred_path, "--out", out), out, num_images=2)
+    assert json.loads((out / "summary.json").read_text())["dataset"] == str(gt_path)  # what was scored
 
 
 @pytest.mark.realdata
