@@ -59,6 +59,9 @@ def report_markdown(report: Dict, command: Optional[str] = None) -> str:
                    f"{env.get('load_average_end', [float('nan')])[0]:.2f} (other processes share the machine when > 0).")
     if command:
         out.append(f"\nCommand: `{command}`")
+    if not report.get("complete", True):
+        out.append("\n**Partial: the run has not measured every config yet (or was stopped); the rows below are "
+                   "those measured so far.**")
     out += ["", benchmark_table(report["rows"]), ""]
     out += [f"- {k}: {v}" for k, v in report["notes"].items()]
     for s in report.get("skipped", []):

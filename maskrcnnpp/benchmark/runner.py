@@ -12,7 +12,7 @@ import logging
 import os
 import platform
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -50,7 +50,7 @@ ROW_FIELDS = (
     "label", "config", "mode", "size", "device", "amp", "channels_last",
     "weights", "params", "params_used", "gflops", "gflops_by_module", "gflops_by_submodule", "flops_uncounted_ops", "detections",
     "network_ms", "latency_median_ms", "latency_p90_ms", "latency_iters",
-    "throughput_images_per_s", "throughput_batch", "throughput_tried", "infer_peak_mb",
+    "throughput_images_per_s", "throughput_batch", "throughput_tried", "infer_peak_mb", "memory_method",
     "train_iter_ms", "train_iter_p90_ms", "train_images_per_s", "train_batch", "train_peak_mb", "train_measured_on",
     "loader_images_per_s", "loader_dataset", "loader_workers", "loader_error", "loader_vs_train", "ratios",
 )
@@ -112,6 +112,13 @@ def expand_targets(configs: Sequence[str], semantic_modes: Sequence[str], opts: 
     """
     from ..modeling.semantic.benchmark import available_modes
 
+    names: Dict[str, str] = {}
+    for config in configs:  # rows, ratios and plots name models by config file name: it must be unique
+        name = Target(config).name
+        if name in names:
+            raise UserError(f"--configs {names[name]} and {config} are both named {name!r}: rows would be "
+                            "indistinguishable; give each config its own file name")
+        names[name] = config
     targets: List[Target] = []
     skipped: List[Dict[str, str]] = []
     for config in configs:
@@ -208,7 +215,7 @@ def measure_target(target: Target, settings: Settings, shared_train: Optional[Di
                 stats = time_calls(run, device, settings.warmup, settings.iters)
                 row["detections"] = count_detections(run())
             row.update(latency_median_ms=stats.median_ms, latency_p90_ms=stats.p90_ms, latency_iters=stats.n,
-                       infer_peak_mb=mem.peak_mb)
+                       infer_peak_mb=mem.peak_mb, memory_method=mem.method)
             if settings.throughput:
                 thr = measure_throughput(model, data.inference, settings.amp, settings.resolved_max_batch(),
                                          iters=max(1, min(settings.iters, 3)))
@@ -242,7 +249,10 @@ TRAIN_KEYS = ("train_iter_ms", "train_iter_p90_ms", "train_images_per_s", "train
 def add_ratios(rows: List[Dict]) -> None:
     """Set each row's ``ratios``: every :data:`RATIO_FIELDS` figure over the first target's, same size."""
     first_label = rows[0]["label"] if rows else None
-    reference = {r["size"]: r for r in rows if r["label"] == first_label}
+    reference: Dict[int, Dict] = {}
+    for r in rows:
+        if r["label"] == first_label:
+            reference.setdefault(r["size"], r)
     for r in rows:
         ref = reference.get(r["size"])
         r["ratios"] = {
@@ -276,25 +286,53 @@ def environment(device: str) -> Dict[str, object]:
     return env
 
 
-def run_benchmark(targets: Sequence[Target], settings: Settings, skipped: Sequence[Dict] = ()) -> Dict:
-    """Measure every target at every size; return ``{"environment", "settings", "rows", "skipped", "notes"}``."""
+def warm_up_process(target: Target, settings: Settings) -> None:
+    """One untimed inference (and training step) of ``target`` at the smallest size, before any
+    figure: the process's one-time costs (allocator arenas, oneDNN and autograd set-up) would
+    otherwise be charged to the first config's CPU peak memory, biasing every ratio."""
+    cfg = _cfg_for(target, settings)
+    model = build_model(cfg).eval()
+    with SyntheticBatches(cfg, min(settings.sizes), pool=max(2, settings.train_batch)) as data:
+        inputs = data.inference(1)
+        calibrate_batch_norm(model, inputs)
+        inference_call(model, inputs, settings.amp)()
+        if settings.train:
+            measure_train_step(model, data.training(settings.train_batch), settings.amp, warmup=0, iters=1)
+    del model
+    release_free_memory()
+
+
+def run_benchmark(targets: Sequence[Target], settings: Settings, skipped: Sequence[Dict] = (),
+                  progress: Optional[Callable[[Dict], None]] = None) -> Dict:
+    """Measure every target at every size; return ``{"environment", "settings", "rows", "skipped", "notes",
+    "complete"}``. ``progress`` gets the report so far (``complete`` False) after each target, so
+    a run stopped part-way (e.g. at a time limit) keeps what it measured."""
     if not targets:
         raise UserError("no configs to benchmark")
     env = environment(settings.device)
+    if settings.device == "cpu":
+        warm_up_process(targets[0], settings)
     rows: List[Dict] = []
     trained: Dict[str, Dict[int, Dict]] = {}
-    for target in targets:
+    for k, target in enumerate(targets):
         shared = trained.get(target.config) if target.mode else None
         target_rows = measure_target(target, settings, shared_train=shared)
         if target.mode and target.config not in trained:
             trained[target.config] = {r["size"]: {k: r[k] for k in TRAIN_KEYS} for r in target_rows}
         rows.extend(target_rows)
-    add_ratios(rows)
+        add_ratios(rows)
+        if progress is not None and k + 1 < len(targets):
+            progress(_report(env, settings, rows, skipped, complete=False))
     if hasattr(os, "getloadavg"):
         env["load_average_end"] = list(os.getloadavg())
+    return _report(env, settings, rows, skipped, complete=True)
+
+
+def _report(env: Dict, settings: Settings, rows: List[Dict], skipped: Sequence[Dict], complete: bool) -> Dict:
     return {
         "environment": env,
         "settings": asdict(settings),
+        "complete": complete,
         "rows": rows,
         "skipped": list(skipped),
         "notes": {
@@ -305,7 +343,8 @@ def run_benchmark(targets: Sequence[Target], settings: Settings, skipped: Sequen
                        "finite as with trained weights; the heads' cost depends on the number of detections "
                        "(column 'detections', capped by TEST.DETECTIONS_PER_IMAGE)",
             "memory": "CUDA: torch.cuda.max_memory_allocated; CPU: peak RSS increase over the RSS before the model "
-                      "was built (weights included)",
+                      "was built (weights included), after one untimed warm-up pass of the first config so the "
+                      "process's one-time costs are charged to none (method per row: memory_method)",
             "network_ms": "dense network only: backbone + pyramid (Mask R-CNN family) or encoder + decoder heads of "
                           "the inference mode (U-Nets)",
             "train": "one SGD iteration (forward, losses, backward, step) on a fixed synthetic batch at the row's size",

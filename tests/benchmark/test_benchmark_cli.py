@@ -4,6 +4,7 @@ import json
 import pytest
 from detectron2.modeling import build_model
 
+from maskrcnnpp import resolve_config_path
 from maskrcnnpp.benchmark.runner import ROW_FIELDS
 from maskrcnnpp.engine import setup_cfg
 
@@ -69,3 +70,62 @@ def test_markdown_table_has_a_row_per_config(report):
     for row in data["rows"]:
         assert any(line.startswith(f"| {row['label']} | 64 |") for line in table)
     assert "skipped unet_tiny mode L1" in markdown
+
+
+SMALL_RUN = ["--sizes", "64", "--iters", "1", "--warmup", "0", "--no-throughput", "--no-loader", "--no-flops",
+             "--train-batch", "1"]
+
+
+def test_a_run_stopped_part_way_keeps_the_rows_it_measured(tmp_path, monkeypatch):
+    from maskrcnnpp.benchmark import runner
+
+    real, calls = runner.measure_target, []
+
+    def stopped_at_the_second(target, settings, shared_train=None):
+        calls.append(target.label)
+        if len(calls) == 2:
+            raise TimeoutError("time limit")  # as a device command killed at its limit
+        return real(target, settings, shared_train=shared_train)
+
+    monkeypatch.setattr(runner, "measure_target", stopped_at_the_second)
+    out = tmp_path / "b.json"
+    with pytest.raises(TimeoutError):
+        load_tool("benchmark").main(["--configs", "unet_tiny", "unetpp_tiny", *SMALL_RUN, "--out", str(out), *FAST_OPTS])
+    data = json.loads(out.read_text())
+    assert data["complete"] is False and [r["label"] for r in data["rows"]] == ["unet_tiny"]
+    assert "**Partial" in out.with_suffix(".md").read_text()
+
+
+def test_same_config_twice_gets_the_same_cpu_inference_memory(tmp_path):
+    # The first config measured used to carry the process's one-time costs (75 vs 51 MB for one
+    # config measured twice); a warm-up pass before any figure charges them to none.
+    copy = tmp_path / "unet_copy.yaml"
+    copy.write_text(f'_BASE_: "{resolve_config_path("unet_tiny")}"\n')
+    out = tmp_path / "m.json"
+    load_tool("benchmark").main(["--configs", "unet_tiny", str(copy), *SMALL_RUN, "--out", str(out), *FAST_OPTS])
+    first, second = json.loads(out.read_text())["rows"]
+    assert first["memory_method"] == second["memory_method"] == "rss_peak_increase(VmHWM)"
+    assert 0.8 < second["infer_peak_mb"] / first["infer_peak_mb"] < 1.25
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--configs", "maskrcnn_tiny", "elsewhere/maskrcnn_tiny.yaml"], "are both named 'maskrcnn_tiny'"),
+    (["--configs", "unet_tiny", "--max-batch", "0"], "--max-batch must be >= 1, got 0"),
+    (["--configs", "unet_tiny", "--train-batch", "0"], "--train-batch must be >= 1, got 0"),
+    (["--configs", "unet_tiny", "--train-iters", "0"], "--train-iters must be >= 1, got 0"),
+    (["--configs", "unet_tiny", "--out", "table.md"], "give the JSON file name"),
+])
+def test_option_mistakes_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_tool("benchmark").main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_ratios_are_to_the_first_row_of_the_first_model():
+    from maskrcnnpp.benchmark.runner import RATIO_FIELDS, add_ratios
+
+    rows = [{"label": "a", "size": 64, **{k: 2.0 for k in RATIO_FIELDS}},
+            {"label": "a", "size": 64, **{k: 4.0 for k in RATIO_FIELDS}},
+            {"label": "b", "size": 64, **{k: 1.0 for k in RATIO_FIELDS}}]
+    add_ratios(rows)
+    assert [r["ratios"]["params"] for r in rows] == [1.0, 2.0, 0.5]
