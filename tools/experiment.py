@@ -11,15 +11,19 @@
         --pretrain-configs maskrcnnpp_r101_scratch --configs maskrcnn_r101_scratch maskrcnnpp_r101_scratch --out runs/t5
     # score on another prepared folder (e.g. DSB stage 1 test with its released solution)
     python tools/experiment.py --data dsb2018 --budget-iters 2000 --test-root datasets/dsb2018_stage1_test --out runs/s1test
+    # a long run where each command is stopped after minutes: checkpoint often, rerun until done
+    python tools/experiment.py --data dsb2018 --budget-iters 27000 --checkpoint-period 500 --out runs/table5_full
 
 Each model is trained on DATASETS' train split with the same budget, validated periodically on
 val (best checkpoint by SOLVER.BEST_CHECKPOINT_METRIC, default nuclei/score), and that checkpoint
 is scored on test (or --test-root) with the nuclei evaluator. Rows: IoU, Dice, leaderboard score,
 AJI, PQ, mask AP, parameters and inference latency. Results go to OUT/<model>/result.json as
 each model finishes; rerunning skips finished models and resumes interrupted ones from their
-last checkpoint (if they were made with the same data, test set, budget, --evals and overrides:
-otherwise it stops and names the folder; --report-only only warns). OUT/experiment.json and
-OUT/experiment.md hold the table.
+last checkpoint (if they were made with the same data and DSB root, test set, budget, --evals and
+overrides: otherwise it stops and names the folder; --report-only only warns; --checkpoint-period
+may differ). OUT/experiment.json and OUT/experiment.md hold the table. One command at a time
+works in an OUT (OUT/.experiment.lock; --report-only takes it too, as it writes the table and
+missing latencies); SIGTERM or Ctrl-C to a --jobs N command stops its training processes too.
 """
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from maskrcnnpp.benchmark.experiment import ExperimentPlan, experiment_markdown, run_experiment  # noqa: E402
+from maskrcnnpp.benchmark.experiment import (  # noqa: E402
+    ExperimentPlan, experiment_lock, experiment_markdown, run_experiment,
+)
 from maskrcnnpp.engine import exit_on_user_error  # noqa: E402
 
 DEFAULT_CONFIGS = ["maskrcnn_r101_scratch", "maskrcnnpp_r101_scratch", "unet_r101_scratch", "unetpp_r101_scratch"]
@@ -52,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--budget-iters", type=int, help="training iterations per model (pretraining included)")
     budget.add_argument("--budget-minutes", type=float,
                         help="training minutes per model, turned into iterations from each model's measured speed")
-    p.add_argument("--evals", type=int, default=4, help="validations (and checkpoints) during each training")
+    p.add_argument("--evals", type=int, default=4,
+                   help="validations during each training (each also a checkpoint, unless --checkpoint-period)")
+    p.add_argument("--checkpoint-period", type=int, default=None, metavar="N",
+                   help="iterations between checkpoints, which a rerun resumes from (default: one at every "
+                        "validation; only the newest is kept); not part of the experiment's options, so a rerun may "
+                        "change it. SOLVER.CHECKPOINT_PERIOD N among the overrides means the same")
     p.add_argument("--pretrain-synthetic", type=int, default=0, metavar="N",
                    help="also run every model after N iterations of pretraining on synthetic nuclei (backbone "
                         "transferred), within the same total budget; measured at CPU scale it did not raise the score "
@@ -67,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1,
                    help="runs trained at once, each in its own process sharing the device (latency is measured "
                         "afterwards, one model at a time); a failed run does not stop the others")
-    p.add_argument("--latency-size", type=int, default=512, help="square input size of the latency figure")
+    p.add_argument("--latency-size", type=int, default=512, help="square input size of the latency figure (>= 32)")
     p.add_argument("--latency-iters", type=int, default=5, help="timed inferences for the latency figure")
     p.add_argument("--calibration-iters", type=int, default=5, help="iterations timed to convert --budget-minutes")
     p.add_argument("--report-only", action="store_true",
@@ -91,17 +102,19 @@ def main(argv=None) -> dict:
         dsb_root=args.dsb_root, device=args.device, opts=args.opts, latency_size=args.latency_size,
         latency_iters=args.latency_iters, calibration_iters=args.calibration_iters, force=args.force,
         pretrain_configs=args.pretrain_configs, jobs=args.jobs, report_only=args.report_only,
+        checkpoint_period=args.checkpoint_period,
     )
-    report = run_experiment(plan)
-    command = "python tools/experiment.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    report["command"] = command
-    os.makedirs(args.out, exist_ok=True)
-    markdown = experiment_markdown(report, command)
-    for name, text in (("experiment.json", json.dumps(report, indent=2)), ("experiment.md", markdown)):
-        path = os.path.join(args.out, name)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
+    # held to the end: the table written is that of this command's runs
+    with experiment_lock(args.out):
+        report = run_experiment(plan)
+        command = "python tools/experiment.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        report["command"] = command
+        markdown = experiment_markdown(report, command)
+        for name, text in (("experiment.json", json.dumps(report, indent=2)), ("experiment.md", markdown)):
+            path = os.path.join(args.out, name)
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
     print(markdown)
     if report["failed"] and not args.report_only:
         sys.exit(f"{len(report['failed'])} run(s) failed (the table holds the others): "

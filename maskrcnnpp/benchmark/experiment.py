@@ -6,10 +6,13 @@ the model's measured training speed), validate periodically on VAL keeping the b
 by ``SOLVER.BEST_CHECKPOINT_METRIC`` (``NucleiTrainer``), score that checkpoint on TEST with the
 nuclei evaluator, and measure parameters and inference latency. Each model's row is written
 to ``<out>/<model>/result.json`` as soon as it is known; a rerun skips finished models and
-resumes a partly trained one from its last checkpoint (``<out>/<model>/train``), provided
-they were made with the same options (``run_signature``: data, test set, budget, validations,
-overrides); a folder made with other options is an error (with ``report_only``, a logged
-warning), never a silently mixed table.
+resumes a partly trained one from its last checkpoint (``<out>/<model>/train``, written every
+``checkpoint_period`` iterations, by default at every validation; only the newest is kept, beside
+``model_best.pth`` and ``model_final.pth``), provided they were made with
+the same options (``run_signature``: data and DSB root, test set, budget, validations,
+overrides; not the checkpoint period, which changes no result); a folder made with other options
+is an error (with ``report_only``, a logged warning), never a silently mixed table. One command
+at a time works in an ``<out>`` (``experiment_lock``), and one process at a time trains a run.
 
 Optional synthetic pretraining (``pretrain_iters`` > 0) first trains the model on the
 synthetic nuclei set, then starts the real training from its backbone weights; the pretraining
@@ -18,31 +21,37 @@ iterations (or minutes) are taken out of the same total budget.
 With ``jobs`` > 1 the runs train concurrently in separate processes (one GPU is shared; a
 single R-101 Mask R-CNN training leaves an H100 partly idle). Iteration budgets and accuracy do
 not depend on this; wall-clock budgets do (calibrated under the same sharing), and latency is
-then measured afterwards, one model at a time, so it is never taken under contention.
+then measured afterwards, one model at a time, so it is never taken under contention. SIGTERM
+or SIGINT to the parent terminates the training processes before it exits.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
 import multiprocessing
 import os
 import re
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import AMPTrainer, HookBase, SimpleTrainer
 from detectron2.utils.logger import setup_logger
 
 from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
 from ..config import resolve_config_path
-from ..engine import NucleiTrainer, UserError, setup_cfg
+from ..engine import NucleiTrainer, UserError, ensure_output_dir, setup_cfg
 from ..jsonio import finite_or_none
 from .inputs import SyntheticBatches
 from .measure import count_parameters, inference_call
@@ -63,11 +72,30 @@ PAPER_TABLE_V = {
     "UNet++ R-101": {"iou": 92.55, "dice": 89.74, "score": 0.327},
 }
 TABLE_FIELDS = ("iou", "dice", "score", "aji", "pq", "ap", "params", "latency_ms_median")
+TABLE_HEADER = ("model", "iterations", "IoU %", "Dice %", "score", "AJI", "PQ", "mask AP", "params M",
+                "latency ms (size)")
+CHECKPOINT_PERIOD_KEY = "SOLVER.CHECKPOINT_PERIOD"
+# Overrides the runner's schedule replaces (schedule_opts), with the option that sets each instead:
+# given as KEY VALUE they would be silently ignored.
+SCHEDULED_KEYS = {"TEST.EVAL_PERIOD": "--evals", "OUTPUT_DIR": "--out"}
+LOCK_FILE = ".experiment.lock"  # in --out: held by the command working there
+RUN_LOCK_FILE = ".run.lock"  # in --out/<run>: held by the process training that run
 
 
 def _looks_like_override(token: str) -> bool:
     """Whether a --configs entry is rather a config key (``SEED``, ``SOLVER.BASE_LR``) or a value."""
     return bool(re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*|[-+.\d]+", token))
+
+
+def _override_values(opts: Sequence[str], key: str) -> List[str]:
+    """The values ``key`` is given in the KEY VALUE list ``opts`` (in order)."""
+    return [opts[k + 1] for k in range(0, len(opts) - 1, 2) if opts[k] == key]
+
+
+def _without_override(opts: Sequence[str], key: str) -> List[str]:
+    """``opts`` (KEY VALUE ...) without the pairs setting ``key``."""
+    pairs = [(opts[k], opts[k + 1]) for k in range(0, len(opts) - 1, 2) if opts[k] != key]
+    return [item for pair in pairs for item in pair] + list(opts[len(opts) - len(opts) % 2:])
 
 
 @dataclass
@@ -94,8 +122,12 @@ class ExperimentPlan:
     pretrain_configs: Sequence[str] = ()  # configs that also get a pretrained run (empty: all)
     jobs: int = 1  # runs trained concurrently, each in its own process
     report_only: bool = False  # table of the finished runs only: nothing is trained
+    # iterations between checkpoints (None: one per validation); a SOLVER.CHECKPOINT_PERIOD
+    # override in ``opts`` is taken out of ``opts`` into this field
+    checkpoint_period: Optional[int] = None
 
     def __post_init__(self):
+        self._take_checkpoint_period()
         if self.data not in DATA_SPLITS:
             raise UserError(f"--data must be one of {list(DATA_SPLITS)}, got {self.data!r}")
         if (self.budget_iters is None) == (self.budget_minutes is None):
@@ -108,13 +140,30 @@ class ExperimentPlan:
             raise UserError(f"--evals must be >= 1, got {self.evals}")
         if self.pretrain_iters < 0:
             raise UserError(f"--pretrain-synthetic must be >= 0, got {self.pretrain_iters}")
-        if self.jobs < 1:
-            raise UserError(f"--jobs must be >= 1, got {self.jobs}")
+        if self.budget_iters is not None and self.pretrain_iters >= self.budget_iters:
+            raise UserError(f"--pretrain-synthetic {self.pretrain_iters} leaves no iterations of the "
+                            f"--budget-iters {self.budget_iters}")
+        # every count is checked here, so a bad one fails before the first run trains, not after
+        for option, value, least in (("--jobs", self.jobs, 1), ("--checkpoint-period", self.checkpoint_period, 1),
+                                     ("--latency-iters", self.latency_iters, 1),
+                                     ("--calibration-iters", self.calibration_iters, 1),
+                                     ("--latency-size", self.latency_size, 32)):  # tools/benchmark.py's least size
+            if value is not None and value < least:
+                raise UserError(f"{option} must be >= {least}, got {value}")
+        for option, opts in (("config override", self.opts), ("--pretrain-opts", self.pretrain_opts)):
+            for key, instead in SCHEDULED_KEYS.items():
+                if _override_values(opts, key):
+                    raise UserError(f"{option} {key}: the experiment sets it (from {instead}); use {instead}")
+        if _override_values(self.pretrain_opts, CHECKPOINT_PERIOD_KEY):
+            raise UserError(f"--pretrain-opts {CHECKPOINT_PERIOD_KEY}: use --checkpoint-period N (it applies to the "
+                            "pretraining too)")
         unknown = [c for c in self.pretrain_configs if c not in self.configs]
         if unknown:
             raise UserError(f"--pretrain-configs {' '.join(unknown)}: not among --configs {' '.join(self.configs)}")
         if self.pretrain_configs and not self.pretrain_iters:
             raise UserError("--pretrain-configs needs --pretrain-synthetic N")
+        if self.test_split and not self.test_root:
+            raise UserError("--test-split needs --test-root (the split of the test folder; the --data test split is fixed)")
         for name in self.configs:
             try:
                 resolve_config_path(name)
@@ -122,6 +171,31 @@ class ExperimentPlan:
                 # a KEY VALUE override given before --out is swallowed by --configs: say so
                 hint = " (config overrides KEY VALUE go last, after every option)" if _looks_like_override(name) else ""
                 raise UserError(f"--configs {name}: {e}{hint}") from None
+
+    def _take_checkpoint_period(self) -> None:
+        """Honour a ``SOLVER.CHECKPOINT_PERIOD N`` override as ``--checkpoint-period N``.
+
+        The schedule sets the period itself, so the override would be silently replaced; kept in
+        ``opts`` it would also enter the run signature, and a resume with another period (which
+        changes no result) would be refused.
+        """
+        values = _override_values(self.opts, CHECKPOINT_PERIOD_KEY)
+        if not values:
+            return
+        periods = set()
+        for value in values:
+            try:
+                periods.add(int(value))
+            except ValueError:
+                raise UserError(f"config override {CHECKPOINT_PERIOD_KEY} {value}: give a number of iterations "
+                                "(or use --checkpoint-period N)") from None
+        if self.checkpoint_period is not None:
+            periods.add(self.checkpoint_period)
+        if len(periods) > 1:
+            raise UserError(f"--checkpoint-period and config override {CHECKPOINT_PERIOD_KEY} disagree "
+                            f"({sorted(periods)}): give --checkpoint-period N only")
+        self.checkpoint_period = periods.pop()
+        self.opts = _without_override(self.opts, CHECKPOINT_PERIOD_KEY)
 
 
 @dataclass
@@ -141,35 +215,97 @@ def run_signature(plan: ExperimentPlan, run: Run) -> Dict:
     """The options ``run``'s budget and result depend on (beyond its name), as stored in JSON.
 
     A run folder made with other values belongs to another experiment: skipping to its result or
-    resuming its checkpoints under this command would silently mix the two.
+    resuming its checkpoints under this command would silently mix the two. The test split is
+    the one resolved in ``test_root`` (an omitted ``--test-split`` and the split it defaults to
+    are the same set), and DSB 2018 runs record the real path of the DSB root they train on.
+    ``checkpoint_period`` is left out: how often checkpoints are written changes no result.
     """
     signature = {
         "data": plan.data, "test_root": os.path.realpath(plan.test_root) if plan.test_root else None,
-        "test_split": plan.test_split, "budget_iters": plan.budget_iters, "budget_minutes": plan.budget_minutes,
-        "evals": plan.evals, "pretrain_opts": list(plan.pretrain_opts) if run.pretrain_iters else [],
-        "opts": list(plan.opts),
+        "test_split": resolved_test_split(plan), "budget_iters": plan.budget_iters,
+        "budget_minutes": plan.budget_minutes, "evals": plan.evals,
+        "pretrain_opts": list(plan.pretrain_opts) if run.pretrain_iters else [], "opts": list(plan.opts),
     }
+    if plan.data == "dsb2018":
+        signature["dsb_root"] = dsb_root_in_effect(plan, run)
     return json.loads(json.dumps(signature))  # tuples become lists, as when read back
+
+
+def resolved_test_split(plan: ExperimentPlan) -> Optional[str]:
+    """The split of ``test_root`` the runs are scored on (None without ``test_root``, where
+    ``test_split`` has no effect); with ``report_only`` an unreadable folder gives the option as
+    given (a report trains and tests nothing)."""
+    if not plan.test_root:
+        return None
+    try:
+        json_file, _ = external_test_json(plan.test_root, plan.test_split)
+    except UserError:
+        if plan.report_only:
+            return plan.test_split
+        raise
+    return os.path.splitext(os.path.basename(json_file))[0]
+
+
+def dsb_root_in_effect(plan: ExperimentPlan, run: Run) -> str:
+    """Real path of the DSB 2018 folder ``run`` trains on: ``--dsb-root``, else the config's
+    DATASETS.NUCLEI.DSB2018_ROOT, else $MASKRCNNPP_DSB2018 or the default (``dsb2018_root``)."""
+    from ..data import dsb2018_root, register_dsb2018
+
+    # device "cpu": the root does not depend on it, and a report on a machine without CUDA still works
+    cfg = setup_cfg(run.config, list(plan.opts) + dataset_opts(plan), device="cpu")
+    register_dsb2018(cfg.DATASETS.NUCLEI.DSB2018_ROOT or None)  # as the run's setup_datasets does
+    return os.path.realpath(dsb2018_root())
+
+
+def _unrecorded(key: str, made_with: Dict, signature: Dict) -> bool:
+    """Whether a stored signature ``made_with`` (possibly of an older version) does not record
+    ``key`` comparably with ``signature``: such a key is not a difference."""
+    if key not in made_with:
+        return True
+    # versions before the split was resolved stored an omitted --test-split as None
+    return key == "test_split" and made_with[key] is None and signature.get("test_root") is not None
+
+
+def _comparable(key: str, value):
+    """A stored signature value as this version records it."""
+    if key == "opts" and isinstance(value, list):  # older versions kept the override in opts
+        return _without_override(value, CHECKPOINT_PERIOD_KEY)
+    return value
 
 
 def signature_diff(budget: Dict, signature: Dict) -> Optional[List[str]]:
     """``"<option> <stored> there, <value> now"`` for each option in which the stored ``budget``'s
-    signature differs from ``signature``; None when the run records no options (older version)."""
+    signature differs from ``signature``; None when the run records no options (older version).
+    Options the stored signature does not record (``unrecorded_options``) are not differences."""
     made_with = budget.get("signature")
     if made_with is None:
         return None
-    return [f"{k} {made_with.get(k)!r} there, {v!r} now" for k, v in signature.items() if made_with.get(k) != v]
+    # without a test root the test split had no effect (older versions stored it anyway)
+    irrelevant = {"test_split"} if signature.get("test_root") is None else set()
+    return [f"{k} {made_with.get(k)!r} there, {v!r} now" for k, v in signature.items()
+            if k not in irrelevant and not _unrecorded(k, made_with, signature) and _comparable(k, made_with[k]) != v]
+
+
+def unrecorded_options(budget: Dict, signature: Dict) -> List[str]:
+    """The options of ``signature`` that the stored ``budget``'s signature does not record."""
+    made_with = budget.get("signature")
+    return [] if made_with is None else [k for k in signature if _unrecorded(k, made_with, signature)]
 
 
 def check_same_experiment(path: str, budget: Dict, signature: Dict, strict: bool = True) -> List[str]:
     """The options in which the stored ``budget`` (of a ``budget.json``, or a ``result.json``
     row's) differs from ``signature``; with ``strict``, any difference is a UserError naming
     ``path``, otherwise a logged warning (``--report-only`` tables rows of several commands, e.g.
-    one budget for the R-CNN family and another for the U-Nets)."""
+    one budget for the R-CNN family and another for the U-Nets). Options an older version did not
+    record are logged, not differences, so its folders stay usable."""
     diff = signature_diff(budget, signature)
     if diff is None:
         logger.warning("%s records no options (made by an older version): not checked against this command", path)
         return []
+    unrecorded = unrecorded_options(budget, signature)
+    if unrecorded:
+        logger.warning("%s does not record %s (made by an older version): not checked against this command",
+                       path, ", ".join(unrecorded))
     if diff:
         message = f"{path} belongs to another experiment ({'; '.join(diff)})"
         if strict:
@@ -230,6 +366,12 @@ def register_experiment_datasets(cfg: CfgNode, plan: ExperimentPlan) -> None:
     setup_datasets(cfg)
     if plan.test_root:
         json_file, image_root = external_test_json(plan.test_root, plan.test_split)
+        registered = MetadataCatalog.get(EXTERNAL_TEST_NAME) if EXTERNAL_TEST_NAME in DatasetCatalog.list() else None
+        wanted = (str(json_file), str(image_root))
+        if registered is not None and (registered.get("json_file"), registered.get("image_root")) != wanted:
+            # the runner's own name: an earlier experiment of this process scored another folder
+            DatasetCatalog.remove(EXTERNAL_TEST_NAME)
+            MetadataCatalog.remove(EXTERNAL_TEST_NAME)
         register_nuclei_coco(EXTERNAL_TEST_NAME, json_file, image_root)
     check_datasets(cfg)
 
@@ -237,11 +379,13 @@ def register_experiment_datasets(cfg: CfgNode, plan: ExperimentPlan) -> None:
 # --------------------------------------------------------------------------- schedule
 
 
-def schedule_opts(cfg: CfgNode, iters: int, evals: int, out_dir: str) -> List[str]:
+def schedule_opts(cfg: CfgNode, iters: int, evals: int, out_dir: str,
+                  checkpoint_period: Optional[int] = None) -> List[str]:
     """Overrides fitting the config's LR schedule to ``iters`` iterations with ``evals`` validations.
 
     Step milestones and warm-up are scaled by ``iters / SOLVER.MAX_ITER``; checkpoints are
-    written at every validation so a stopped run resumes close to where it was.
+    written every ``checkpoint_period`` iterations, by default at every validation, so a stopped
+    run resumes close to where it was.
     """
     scale = iters / cfg.SOLVER.MAX_ITER
     # milestones that fall on iteration 0 or past the end have no effect and break fvcore's scheduler
@@ -251,7 +395,7 @@ def schedule_opts(cfg: CfgNode, iters: int, evals: int, out_dir: str) -> List[st
         "SOLVER.MAX_ITER", str(iters),
         "SOLVER.STEPS", str(steps),
         "SOLVER.WARMUP_ITERS", str(min(cfg.SOLVER.WARMUP_ITERS, max(0, int(cfg.SOLVER.WARMUP_ITERS * scale)))),
-        "SOLVER.CHECKPOINT_PERIOD", str(period),
+        CHECKPOINT_PERIOD_KEY, str(checkpoint_period or period),
         "TEST.EVAL_PERIOD", str(period),
         "OUTPUT_DIR", out_dir,
     ]
@@ -312,11 +456,9 @@ def resolve_budget(plan: ExperimentPlan, run: Run, cfg: CfgNode, pre_cfg: Option
     signature = run_signature(plan, run)
     if stored is not None:
         check_same_experiment(path, stored, signature)
-        return stored
+        return _with_checkpoint_periods(plan, path, stored)
     pre = run.pretrain_iters
-    if plan.budget_iters is not None:
-        if pre >= plan.budget_iters:
-            raise UserError(f"--pretrain-synthetic {pre} leaves no iterations of the --budget-iters {plan.budget_iters}")
+    if plan.budget_iters is not None:  # ExperimentPlan checked that pretraining leaves iterations
         budget = {"kind": "iterations", "total_iters": plan.budget_iters, "pretrain_iters": pre,
                   "train_iters": plan.budget_iters - pre}
     else:
@@ -336,16 +478,101 @@ def resolve_budget(plan: ExperimentPlan, run: Run, cfg: CfgNode, pre_cfg: Option
                   "train_iters": max(1, int(math.floor(left / s_train)))}
         budget["total_iters"] = budget["train_iters"] + pre
     budget["signature"] = signature
+    return _with_checkpoint_periods(plan, path, budget)
+
+
+def _with_checkpoint_periods(plan: ExperimentPlan, path: str, budget: Dict) -> Dict:
+    """``budget`` with this command's checkpoint periods (training, pretraining), stored in ``path``.
+
+    Not part of the signature: a resumed run takes the period of the command resuming it (e.g.
+    more frequent checkpoints where each command is stopped after a few minutes).
+    """
+    periods = {
+        "checkpoint_period": plan.checkpoint_period or max(1, budget["train_iters"] // plan.evals),
+        # pretraining validates once, at its end: by default it checkpoints only there
+        "pretrain_checkpoint_period": (plan.checkpoint_period or budget["pretrain_iters"]) if budget["pretrain_iters"] else None,
+    }
+    if all(budget.get(k) == v for k, v in periods.items()) and os.path.isfile(path):
+        return budget
+    if "checkpoint_period" in budget and budget["checkpoint_period"] != periods["checkpoint_period"]:
+        logger.info("%s: checkpoints every %d iterations now (%d when stored)", path, periods["checkpoint_period"],
+                    budget["checkpoint_period"])
+    budget = {**budget, **periods}
     _json_dump(path, budget)
     return budget
+
+
+# --------------------------------------------------------------------------- locks
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created; it holds our PID) while the block runs.
+
+    Another process holding it is a UserError naming ``what``, the lock and its PID. The kernel
+    drops the lock when its holder dies, however it dies, so a stale file never blocks a rerun.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by spawned processes (PEP 446)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown (starting)"
+            raise UserError(f"{what} is in use by another process (lock {path} held by PID {holder}); wait for it "
+                            "to end or stop it, then rerun") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def experiment_lock(out_dir: str) -> contextlib.AbstractContextManager:
+    """The lock of the command working in ``out_dir`` (``<out_dir>/.experiment.lock``), so that two
+    commands never train, measure or write the table of one ``--out`` at once."""
+    ensure_output_dir(out_dir, "--out")
+    return exclusive_lock(os.path.join(out_dir, LOCK_FILE), f"--out {out_dir}")
 
 
 # --------------------------------------------------------------------------- one run
 
 
+PERIODIC_CHECKPOINT = re.compile(r"model_(\d{7})\.pth")  # fvcore's PeriodicCheckpointer names
+
+
+class _KeepNewestCheckpoint(HookBase):
+    """Deletes the periodic checkpoints older than the newest complete one, after each save.
+
+    A rerun resumes from the newest; the runner tests ``model_best.pth`` (or ``model_final.pth``),
+    so older ones are dead weight, and with a short ``checkpoint_period`` over a long budget they
+    would fill the disk (an R-101 Mask R-CNN checkpoint with its optimizer state is ~0.5 GB).
+    """
+
+    def __init__(self, checkpointer: DetectionCheckpointer, period: int):
+        self._checkpointer = checkpointer
+        self._period = period
+
+    def after_step(self):
+        done = self.trainer.iter + 1
+        if done % self._period and done < self.trainer.max_iter:
+            return
+        if not self._checkpointer.has_checkpoint():
+            return
+        folder = self._checkpointer.save_dir
+        periodic = {int(m.group(1)): m.group(0) for m in map(PERIODIC_CHECKPOINT.fullmatch, os.listdir(folder)) if m}
+        tagged = PERIODIC_CHECKPOINT.fullmatch(os.path.basename(self._checkpointer.get_checkpoint_file()))
+        # complete: the tag is written after its file; model_final (tagged at the end) follows them all
+        newest = int(tagged.group(1)) if tagged else max(periodic, default=-1)
+        for iteration, name in periodic.items():
+            if iteration < newest:
+                os.remove(os.path.join(folder, name))
+
+
 def _train(cfg: CfgNode) -> Tuple[NucleiTrainer, int, float]:
     """Train ``cfg`` (resuming from OUTPUT_DIR's last checkpoint); return trainer, start iteration, seconds."""
     trainer = NucleiTrainer(cfg)
+    trainer.register_hooks([_KeepNewestCheckpoint(trainer.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD)])
     try:
         trainer.resume_or_load(resume=True)
     except Exception as e:  # noqa: BLE001  (download / IO errors come in many types)
@@ -381,12 +608,13 @@ def build_run_cfg(plan: ExperimentPlan, run: Run, extra: Sequence[str] = ()) -> 
     return setup_cfg(run.config, list(plan.opts) + dataset_opts(plan) + list(extra), device=plan.device)
 
 
-def pretrain_cfg(plan: ExperimentPlan, run: Run, iters: int, pre_dir: str) -> CfgNode:
+def pretrain_cfg(plan: ExperimentPlan, run: Run, iters: int, pre_dir: str,
+                 checkpoint_period: Optional[int] = None) -> CfgNode:
     """The run's config on the synthetic splits for ``iters`` iterations (validated on the
     synthetic val split only at the end; the experiment's own val/test sets are not touched)."""
     base = build_run_cfg(plan, run)
     train, val, test = DATA_SPLITS["synthetic"]
-    opts = list(plan.opts) + list(plan.pretrain_opts) + schedule_opts(base, max(1, iters), 1, pre_dir)
+    opts = list(plan.opts) + list(plan.pretrain_opts) + schedule_opts(base, max(1, iters), 1, pre_dir, checkpoint_period)
     opts += ["DATASETS.TRAIN", f"('{train}',)", "DATASETS.VAL", f"('{val}',)", "DATASETS.TEST", f"('{test}',)",
              "TEST.EVAL_PERIOD", "0"]
     return setup_cfg(run.config, opts, device=plan.device)
@@ -439,7 +667,17 @@ def run_one(plan: ExperimentPlan, run: Run, latency: bool = True) -> Dict:
     done = finished_row(plan, run)
     if done is not None and not plan.force:
         logger.info("%s: result exists (%s), skipped", run.name, result_path)
-        return done
+        # a row whose latency a stopped --jobs N command left out gets it here too
+        return measure_row_latency(plan, run, done) if latency else done
+    # one process trains a run folder: e.g. a child of a killed --jobs N command may still be training it
+    with exclusive_lock(os.path.join(run_dir, RUN_LOCK_FILE), f"{run_dir} (run {run.name})"):
+        return _train_test_measure(plan, run, latency)
+
+
+def _train_test_measure(plan: ExperimentPlan, run: Run, latency: bool) -> Dict:
+    """``run_one``'s work once the run is known to be unfinished and its folder is ours."""
+    run_dir = os.path.join(plan.out_dir, run.name)
+    result_path = _result_path(plan, run)
     probe = build_run_cfg(plan, run)
     register_experiment_datasets(probe, plan)
     pre_dir = os.path.join(run_dir, "pretrain")
@@ -447,11 +685,12 @@ def run_one(plan: ExperimentPlan, run: Run, latency: bool = True) -> Dict:
     budget = resolve_budget(plan, run, probe, pre_probe, run_dir)
     extra: List[str] = []
     if run.pretrain_iters:
-        pre = pretrain_cfg(plan, run, budget["pretrain_iters"], pre_dir)
+        pre = pretrain_cfg(plan, run, budget["pretrain_iters"], pre_dir, budget["pretrain_checkpoint_period"])
         register_experiment_datasets(pre, plan)
         extra += ["MODEL.WEIGHTS", pretrain_backbone(pre, plan, budget["pretrain_iters"], pre_dir)]
     train_dir = os.path.join(run_dir, "train")
-    cfg = build_run_cfg(plan, run, schedule_opts(probe, budget["train_iters"], plan.evals, train_dir) + extra)
+    schedule = schedule_opts(probe, budget["train_iters"], plan.evals, train_dir, budget["checkpoint_period"])
+    cfg = build_run_cfg(plan, run, schedule + extra)
     register_experiment_datasets(cfg, plan)
     trainer, start_iter, seconds = _train(cfg)
     test = trainer.final_test()
@@ -499,23 +738,86 @@ def _run_in_child(plan: ExperimentPlan, run: Run, threads: int) -> Dict:
     return run_one(plan, run, latency=False)
 
 
+class _Stopped(BaseException):
+    """Raised in the parent by SIGTERM/SIGINT while runs train (a BaseException: nothing swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame) -> None:
+    raise _Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """SIGTERM and SIGINT raise ``_Stopped`` in the block (handlers can only be set in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor, grace: float = 10.0) -> int:
+    """Terminate (then kill, after ``grace`` seconds) the pool's worker processes; returns how many ran.
+
+    ProcessPoolExecutor has no public way to stop running work before Python 3.14, and its
+    shutdown waits for the runs to end: the worker processes are stopped directly.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    alive = [p for p in processes if p.is_alive()]
+    for p in alive:
+        p.terminate()
+    deadline = time.monotonic() + grace
+    for p in alive:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+    return len(alive)
+
+
 def _run_concurrently(plan: ExperimentPlan, runs: Sequence[Run]) -> Tuple[Dict[str, Dict], Dict[str, str]]:
-    """Rows (by run name) of ``runs`` trained in ``plan.jobs`` processes, and the errors of failed ones."""
+    """Rows (by run name) of ``runs`` trained in ``plan.jobs`` processes, and the errors of failed ones.
+
+    SIGTERM or SIGINT to this process terminates the training processes (a rerun resumes them
+    from their last checkpoints), then exits with status 128 + the signal number.
+    """
     threads = max(1, (os.cpu_count() or 1) // min(plan.jobs, len(runs)))
     rows: Dict[str, Dict] = {}
     errors: Dict[str, str] = {}
     # "spawn": CUDA cannot be used in a forked child
-    with ProcessPoolExecutor(plan.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_in_child, plan, run, threads): run for run in runs}
-        for future in as_completed(futures):
-            run = futures[future]
+    pool = ProcessPoolExecutor(plan.jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with _stop_signals_raise():
             try:
-                rows[run.name] = future.result()
-                logger.info("%s: finished (score %s)", run.name, rows[run.name].get("score"))
-            except Exception as e:  # noqa: BLE001  (a failed run must not stop the others)
-                log = os.path.join(plan.out_dir, run.name, "log.txt")
-                errors[run.name] = f"failed: {type(e).__name__}: {e} (log: {log})"
-                logger.error("%s %s", run.name, errors[run.name])
+                futures = {pool.submit(_run_in_child, plan, run, threads): run for run in runs}
+                for future in as_completed(futures):
+                    run = futures[future]
+                    try:
+                        rows[run.name] = future.result()
+                        logger.info("%s: finished (score %s)", run.name, rows[run.name].get("score"))
+                    except Exception as e:  # noqa: BLE001  (a failed run must not stop the others)
+                        log = os.path.join(plan.out_dir, run.name, "log.txt")
+                        errors[run.name] = f"failed: {type(e).__name__}: {e} (log: {log})"
+                        logger.error("%s %s", run.name, errors[run.name])
+            except _Stopped as stop:
+                for s in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the clean-up short
+                    signal.signal(s, signal.SIG_IGN)
+                # the children would otherwise go on training into OUT/<run>/train with no parent
+                stopped = _terminate_workers(pool)
+                name = signal.Signals(stop.signum).name
+                logger.error("%s: %d training process(es) terminated; rerun the same command to resume the runs "
+                             "from their last checkpoints", name, stopped)
+                raise SystemExit(128 + stop.signum) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return rows, errors
 
 
@@ -555,8 +857,7 @@ def experiment_markdown(report: Dict, command: Optional[str] = None) -> str:
     if command:
         report_only = report.get("plan", {}).get("report_only")
         lines.append(f"{'Report of the finished runs (nothing trained)' if report_only else 'Command'}: `{command}`\n")
-    lines += ["| model | iterations | IoU % | Dice % | score | AJI | PQ | mask AP | params M | latency ms (size) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
     for r in report["rows"]:
         pre = f" ({r['pretrain_synthetic_iters']} synthetic + {r['train_iters']})" if r["pretrain_synthetic_iters"] else ""
         lines.append("| " + " | ".join([
@@ -566,7 +867,9 @@ def experiment_markdown(report: Dict, command: Optional[str] = None) -> str:
             f"{_fmt(r['latency_ms_median'], '{:.1f}')} ({r['latency_size']})",
         ]) + " |")
     for name, error in report.get("failed", {}).items():
-        lines.append(f"| {name} | {error} |")
+        # every row has the header's cells, and a '|' or line break in the message does not end one
+        cell = " ".join(error.split()).replace("|", "\\|")
+        lines.append("| " + " | ".join([name, cell] + [""] * (len(TABLE_HEADER) - 2)) + " |")
     differ = report.get("options_differ", {})
     if differ:
         lines += ["", "Rows made with other options than this command's (each row is as it was made; its options are "
