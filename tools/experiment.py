@@ -21,9 +21,11 @@ AJI, PQ, mask AP, parameters and inference latency. Results go to OUT/<model>/re
 each model finishes; rerunning skips finished models and resumes interrupted ones from their
 last checkpoint (if they were made with the same data and DSB root, test set, budget, --evals and
 overrides: otherwise it stops and names the folder; --report-only only warns; --checkpoint-period
-may differ). OUT/experiment.json and OUT/experiment.md hold the table. One command at a time
-works in an OUT (OUT/.experiment.lock; --report-only takes it too, as it writes the table and
-missing latencies); SIGTERM or Ctrl-C to a --jobs N command stops its training processes too.
+may differ). OUT/experiment.json and OUT/experiment.md hold the table of the last command that
+ended. Several commands may work in one OUT at once (e.g. one budget for the R-CNN family and
+another for the U-Nets), but a run is trained by one process at a time (OUT/<run>/.run.lock: a
+second is refused with the PID holding it); SIGTERM or Ctrl-C to a --jobs N command stops its
+training processes too.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import logging
 import os
 import shlex
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -40,9 +43,9 @@ import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp.benchmark.experiment import (  # noqa: E402
-    ExperimentPlan, experiment_lock, experiment_markdown, run_experiment,
+    ExperimentPlan, experiment_markdown, run_experiment,
 )
-from maskrcnnpp.engine import exit_on_user_error  # noqa: E402
+from maskrcnnpp.engine import ensure_output_dir, exit_on_user_error  # noqa: E402
 
 DEFAULT_CONFIGS = ["maskrcnn_r101_scratch", "maskrcnnpp_r101_scratch", "unet_r101_scratch", "unetpp_r101_scratch"]
 
@@ -104,17 +107,17 @@ def main(argv=None) -> dict:
         pretrain_configs=args.pretrain_configs, jobs=args.jobs, report_only=args.report_only,
         checkpoint_period=args.checkpoint_period,
     )
-    # held to the end: the table written is that of this command's runs
-    with experiment_lock(args.out):
-        report = run_experiment(plan)
-        command = "python tools/experiment.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        report["command"] = command
-        markdown = experiment_markdown(report, command)
-        for name, text in (("experiment.json", json.dumps(report, indent=2)), ("experiment.md", markdown)):
-            path = os.path.join(args.out, name)
-            with open(path + ".tmp", "w") as f:
-                f.write(text)
-            os.replace(path + ".tmp", path)
+    ensure_output_dir(args.out, "--out")
+    report = run_experiment(plan)
+    command = "python tools/experiment.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    report["command"] = command
+    markdown = experiment_markdown(report, command)
+    for name, text in (("experiment.json", json.dumps(report, indent=2)), ("experiment.md", markdown)):
+        path = os.path.join(args.out, name)
+        # a temporary name of this process: another command may write the same table at once
+        with tempfile.NamedTemporaryFile("w", dir=args.out, prefix=f".{name}.", delete=False) as f:
+            f.write(text)
+        os.replace(f.name, path)
     print(markdown)
     if report["failed"] and not args.report_only:
         sys.exit(f"{len(report['failed'])} run(s) failed (the table holds the others): "

@@ -11,8 +11,9 @@ resumes a partly trained one from its last checkpoint (``<out>/<model>/train``, 
 ``model_best.pth`` and ``model_final.pth``), provided they were made with
 the same options (``run_signature``: data and DSB root, test set, budget, validations,
 overrides; not the checkpoint period, which changes no result); a folder made with other options
-is an error (with ``report_only``, a logged warning), never a silently mixed table. One command
-at a time works in an ``<out>`` (``experiment_lock``), and one process at a time trains a run.
+is an error (with ``report_only``, a logged warning), never a silently mixed table. Several
+commands may work in one ``<out>`` at once (e.g. the R-CNN family at one budget and the U-Nets at
+another, sharing a GPU), but one process at a time trains a run (``<out>/<run>/.run.lock``).
 
 Optional synthetic pretraining (``pretrain_iters`` > 0) first trains the model on the
 synthetic nuclei set, then starts the real training from its backbone weights; the pretraining
@@ -78,7 +79,6 @@ CHECKPOINT_PERIOD_KEY = "SOLVER.CHECKPOINT_PERIOD"
 # Overrides the runner's schedule replaces (schedule_opts), with the option that sets each instead:
 # given as KEY VALUE they would be silently ignored.
 SCHEDULED_KEYS = {"TEST.EVAL_PERIOD": "--evals", "OUTPUT_DIR": "--out"}
-LOCK_FILE = ".experiment.lock"  # in --out: held by the command working there
 RUN_LOCK_FILE = ".run.lock"  # in --out/<run>: held by the process training that run
 
 
@@ -526,13 +526,6 @@ def exclusive_lock(path: str, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def experiment_lock(out_dir: str) -> contextlib.AbstractContextManager:
-    """The lock of the command working in ``out_dir`` (``<out_dir>/.experiment.lock``), so that two
-    commands never train, measure or write the table of one ``--out`` at once."""
-    ensure_output_dir(out_dir, "--out")
-    return exclusive_lock(os.path.join(out_dir, LOCK_FILE), f"--out {out_dir}")
 
 
 # --------------------------------------------------------------------------- one run
