@@ -27,8 +27,6 @@ or SIGINT to the parent terminates the training processes before it exits.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import math
@@ -36,11 +34,10 @@ import multiprocessing
 import os
 import re
 import signal
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -52,9 +49,10 @@ from detectron2.utils.logger import setup_logger
 
 from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
 from ..config import resolve_config_path
-from ..engine import NucleiTrainer, UserError, ensure_output_dir, setup_cfg
+from ..engine import NucleiTrainer, UserError, setup_cfg
 from ..jsonio import finite_or_none
 from .inputs import SyntheticBatches
+from .processes import Stopped, exclusive_lock, stop_signals_raise, terminate_workers
 from .measure import count_parameters, inference_call
 from .timing import time_calls
 
@@ -502,32 +500,6 @@ def _with_checkpoint_periods(plan: ExperimentPlan, path: str, budget: Dict) -> D
     return budget
 
 
-# --------------------------------------------------------------------------- locks
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: str, what: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created; it holds our PID) while the block runs.
-
-    Another process holding it is a UserError naming ``what``, the lock and its PID. The kernel
-    drops the lock when its holder dies, however it dies, so a stale file never blocks a rerun.
-    """
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by spawned processes (PEP 446)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown (starting)"
-            raise UserError(f"{what} is in use by another process (lock {path} held by PID {holder}); wait for it "
-                            "to end or stop it, then rerun") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
 # --------------------------------------------------------------------------- one run
 
 
@@ -731,51 +703,6 @@ def _run_in_child(plan: ExperimentPlan, run: Run, threads: int) -> Dict:
     return run_one(plan, run, latency=False)
 
 
-class _Stopped(BaseException):
-    """Raised in the parent by SIGTERM/SIGINT while runs train (a BaseException: nothing swallows it)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_stopped(signum: int, frame) -> None:
-    raise _Stopped(signum)
-
-
-@contextlib.contextmanager
-def _stop_signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGINT raise ``_Stopped`` in the block (handlers can only be set in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def _terminate_workers(pool: ProcessPoolExecutor, grace: float = 10.0) -> int:
-    """Terminate (then kill, after ``grace`` seconds) the pool's worker processes; returns how many ran.
-
-    ProcessPoolExecutor has no public way to stop running work before Python 3.14, and its
-    shutdown waits for the runs to end: the worker processes are stopped directly.
-    """
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    alive = [p for p in processes if p.is_alive()]
-    for p in alive:
-        p.terminate()
-    deadline = time.monotonic() + grace
-    for p in alive:
-        p.join(max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
-            p.kill()
-            p.join()
-    return len(alive)
-
-
 def _run_concurrently(plan: ExperimentPlan, runs: Sequence[Run]) -> Tuple[Dict[str, Dict], Dict[str, str]]:
     """Rows (by run name) of ``runs`` trained in ``plan.jobs`` processes, and the errors of failed ones.
 
@@ -788,7 +715,7 @@ def _run_concurrently(plan: ExperimentPlan, runs: Sequence[Run]) -> Tuple[Dict[s
     # "spawn": CUDA cannot be used in a forked child
     pool = ProcessPoolExecutor(plan.jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
-        with _stop_signals_raise():
+        with stop_signals_raise():
             try:
                 futures = {pool.submit(_run_in_child, plan, run, threads): run for run in runs}
                 for future in as_completed(futures):
@@ -800,11 +727,11 @@ def _run_concurrently(plan: ExperimentPlan, runs: Sequence[Run]) -> Tuple[Dict[s
                         log = os.path.join(plan.out_dir, run.name, "log.txt")
                         errors[run.name] = f"failed: {type(e).__name__}: {e} (log: {log})"
                         logger.error("%s %s", run.name, errors[run.name])
-            except _Stopped as stop:
+            except Stopped as stop:
                 for s in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the clean-up short
                     signal.signal(s, signal.SIG_IGN)
                 # the children would otherwise go on training into OUT/<run>/train with no parent
-                stopped = _terminate_workers(pool)
+                stopped = terminate_workers(pool)
                 name = signal.Signals(stop.signum).name
                 logger.error("%s: %d training process(es) terminated; rerun the same command to resume the runs "
                              "from their last checkpoints", name, stopped)

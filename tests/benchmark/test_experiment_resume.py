@@ -15,9 +15,10 @@ import time
 import pytest
 
 from maskrcnnpp.benchmark.experiment import (
-    ExperimentPlan, Run, _train, check_same_experiment, exclusive_lock, experiment_markdown, run_one,
+    ExperimentPlan, Run, _train, check_same_experiment, experiment_markdown, run_one,
     run_signature, schedule_opts,
 )
+from maskrcnnpp.benchmark.processes import exclusive_lock
 from maskrcnnpp.data import build_synthetic_dataset, setup_datasets
 from maskrcnnpp.engine import UserError, setup_cfg
 
