@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from maskrcnnpp.benchmark.experiment import TABLE_FIELDS, check_same_experiment
-from maskrcnnpp.data import build_synthetic_dataset
 from maskrcnnpp.engine import UserError
 
-from benchmark_testutils import FAST_OPTS, REPO, load_tool
+from benchmark_testutils import FAST_OPTS, REPO, finished_experiment, load_tool
 
 RUNS = ["unetpp_tiny", "maskrcnnpp_tiny", "unetpp_tiny+synthpre1", "maskrcnnpp_tiny+synthpre1"]
 
@@ -27,12 +26,7 @@ def experiment_args(out, test_root):
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
-    base = tmp_path_factory.mktemp("experiment")
-    test_root = base / "external"
-    build_synthetic_dataset(test_root, num_images=1, size=64, seed=7, split="test")
-    tool = load_tool("experiment")
-    report = tool.main(experiment_args(base / "out", test_root))
-    return tool, base, test_root, report
+    return finished_experiment(tmp_path_factory, "experiment", experiment_args)
 
 
 def test_every_field_for_every_model(experiment):

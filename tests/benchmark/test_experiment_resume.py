@@ -22,7 +22,7 @@ from maskrcnnpp.benchmark.processes import exclusive_lock
 from maskrcnnpp.data import build_synthetic_dataset, setup_datasets
 from maskrcnnpp.engine import UserError, setup_cfg
 
-from benchmark_testutils import FAST_OPTS, REPO, load_tool
+from benchmark_testutils import FAST_OPTS, REPO, finished_experiment, load_tool
 
 
 def args_for(out, test_root, *extra, overrides=()):
@@ -35,12 +35,8 @@ def args_for(out, test_root, *extra, overrides=()):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished run made with --checkpoint-period 2 (the tests work on copies of its --out)."""
-    base = tmp_path_factory.mktemp("resume")
-    test_root = base / "external"
-    build_synthetic_dataset(test_root, num_images=1, size=64, seed=7, split="test")
-    tool = load_tool("experiment")
-    report = tool.main(args_for(base / "out", test_root, "--checkpoint-period", "2"))
-    return tool, base, test_root, report
+    return finished_experiment(tmp_path_factory, "resume",
+                               lambda out, test_root: args_for(out, test_root, "--checkpoint-period", "2"))
 
 
 def copy_out(finished, tmp_path):
