@@ -15,3 +15,20 @@ import maskrcnnpp  # noqa: E402,F401
 
 torch.set_num_threads(1)
 os.environ.setdefault("MASKRCNNPP_DSB2018_ZIP", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "dsb2018", "stage1_train.zip"))
+
+
+import logging  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers_of_one_test():
+    """Remove the root log handlers a test added (the tools' ``logging.basicConfig`` in ``main``):
+    they hold that test's captured stderr, which is closed once it ends, and a later test's
+    warning would print a "--- Logging error ---" traceback into its own stderr."""
+    before = list(logging.root.handlers)
+    yield
+    for handler in logging.root.handlers[:]:
+        if handler not in before:
+            logging.root.removeHandler(handler)
