@@ -282,7 +282,11 @@ def plot_speed_accuracy(rows: Sequence[dict], output: str) -> Dict[str, int]:
     files_of: Dict[str, set] = defaultdict(set)
     for r in rows:
         files_of[r["model"]].add(r.get("source"))
-    colour_keys = list(dict.fromkeys((r["model"], r.get("source") if len(files_of[r["model"]]) > 1 else None) for r in rows))
+
+    def colour_key(r: dict) -> Tuple[str, Optional[str]]:
+        return r["model"], (r.get("source") if len(files_of[r["model"]]) > 1 else None)
+
+    colour_keys = list(dict.fromkeys(colour_key(r) for r in rows))
     sizes = list(dict.fromkeys(r.get("size") for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     drawn = {}
@@ -294,7 +298,7 @@ def plot_speed_accuracy(rows: Sequence[dict], output: str) -> Dict[str, int]:
                 continue
             first = group[0]
             s = sizes.index(first.get("size"))
-            c = colour_keys.index((first["model"], first.get("source") if len(files_of[first["model"]]) > 1 else None))
+            c = colour_keys.index(colour_key(first))
             ax.plot([r["time_ms"] for r in group], [r[metric] for r in group], label=label,
                     color=f"C{c % 10}", marker="os^Dv"[s % 5], linestyle=("-", "--", ":", "-.")[s % 4])
             for r in group:

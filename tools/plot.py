@@ -132,7 +132,7 @@ def load_pairs(gt_path: str, images: str | None, results_path: str, score_thresh
     """(gt label image, predicted label image) of every ground-truth image."""
     from maskrcnnpp.evaluation import gt_label_image
     from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results
-    from maskrcnnpp.evaluation.label_images import rles_to_label_image, scores_kept
+    from maskrcnnpp.evaluation.label_images import results_kept, rles_to_label_image
 
     gt, _ = load_coco_gt(gt_path, images)
     results = load_coco_results(results_path, gt)
@@ -144,8 +144,7 @@ def load_pairs(gt_path: str, images: str | None, results_path: str, score_thresh
         record = {"image_id": image["id"], "file_name": image.get("file_name", "?"), "height": image["height"],
                   "width": image["width"], "annotations": anns.get(image["id"], [])}
         gt_labels, _ = gt_label_image(record)
-        image_results = results.get(image["id"], [])
-        kept = [r for r, keep in zip(image_results, scores_kept([r["score"] for r in image_results], score_thresh)) if keep]
+        kept = results_kept(results.get(image["id"], []), score_thresh)
         pred = rles_to_label_image([r["segmentation"] for r in kept], [r["score"] for r in kept], gt_labels.shape)
         pairs.append((gt_labels, pred))
     return pairs

@@ -47,6 +47,7 @@ from maskrcnnpp.inference import (  # noqa: E402
     write_label_image,
     write_nuclei_csv,
 )
+from maskrcnnpp.evaluation.coco_results import file_stem  # noqa: E402
 from maskrcnnpp.inference.image_io import IMAGE_SUFFIXES, RESCALE_MODES, image_kind, list_image_files  # noqa: E402
 
 logger = logging.getLogger("predict")
@@ -155,7 +156,7 @@ def output_names(files: List[str], formats: List[str]) -> List[str]:
     """The file names this run writes in --output."""
     names = [COCO_FILE] if "coco" in formats else []
     names += [KAGGLE_FILE] if "kaggle_csv" in formats else []
-    stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    stems = [file_stem(f) for f in files]
     names += [PER_IMAGE_FILES[fmt].format(stem=stem) for stem in stems for fmt in formats if fmt in PER_IMAGE_FILES]
     return names
 
@@ -206,7 +207,7 @@ def main(argv=None) -> Dict[str, int]:
     kaggle = {}
     counts: Dict[str, int] = {}
     for path in tqdm(files, desc="images", unit="img", disable=len(files) < 2):
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = file_stem(path)
         image = load_image(path)
         prediction = predictor.predict(image, tile_size=args.tile_size, tile_overlap=args.tile_overlap, progress=True)
         tiles = prediction.info.get("tiles", 1)

@@ -115,12 +115,12 @@ def results_labels(results: List[dict], shape: Tuple[int, int], score_thresh: fl
     """Label image of one image's COCO results scoring >= ``score_thresh`` (overlaps go to the higher score)."""
     from maskrcnnpp.evaluation.label_images import (
         NucleiEvaluationInputError,
+        results_kept,
         rles_to_label_image,
-        scores_kept,
         segmentation_to_rle,
     )
 
-    kept = [r for r, keep in zip(results, scores_kept([float(r.get("score", 1.0)) for r in results], score_thresh)) if keep]
+    kept = results_kept(results, score_thresh)
     try:
         rles = [segmentation_to_rle(r["segmentation"], shape[0], shape[1], where) for r in kept]
     except NucleiEvaluationInputError as e:

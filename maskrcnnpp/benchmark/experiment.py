@@ -443,15 +443,17 @@ def _json_dump(path: str, obj) -> None:
     os.replace(tmp, path)  # a crash never leaves a half-written result
 
 
-def resolve_budget(plan: ExperimentPlan, run: Run, cfg: CfgNode, pre_cfg: Optional[CfgNode], run_dir: str) -> Dict:
+def resolve_budget(plan: ExperimentPlan, run: Run, cfg: CfgNode, pre_cfg: Optional[CfgNode], run_dir: str,
+                   signature: Optional[Dict] = None) -> Dict:
     """Iterations for pretraining and for the main training of ``run`` under the plan's budget.
 
     Minutes are turned into iterations with measured seconds/iteration (evaluation time not
     counted); the result is stored in ``budget.json`` so a resumed run keeps the same schedule.
+    ``signature`` is ``run_signature(plan, run)`` when the caller has it already.
     """
     path = os.path.join(run_dir, "budget.json")
     stored = _json_load(path)
-    signature = run_signature(plan, run)
+    signature = signature if signature is not None else run_signature(plan, run)
     if stored is not None:
         check_same_experiment(path, stored, signature)
         return _with_checkpoint_periods(plan, path, stored)
@@ -612,13 +614,13 @@ def _result_path(plan: ExperimentPlan, run: Run) -> str:
     return os.path.join(plan.out_dir, run.name, "result.json")
 
 
-def finished_row(plan: ExperimentPlan, run: Run) -> Optional[Dict]:
-    """``run``'s stored result row, or None; checked against this command's options (a mismatch
-    is an error, or with ``report_only`` a warning: ``check_same_experiment``)."""
+def finished_row(plan: ExperimentPlan, run: Run, signature: Dict) -> Optional[Dict]:
+    """``run``'s stored result row, or None; checked against ``signature`` (``run_signature``: a
+    mismatch is an error, or with ``report_only`` a warning: ``check_same_experiment``)."""
     path = _result_path(plan, run)
     row = _json_load(path)
     if row is not None:
-        check_same_experiment(path, row["budget"], run_signature(plan, run), strict=not plan.report_only)
+        check_same_experiment(path, row["budget"], signature, strict=not plan.report_only)
     return row
 
 
@@ -629,17 +631,18 @@ def run_one(plan: ExperimentPlan, run: Run, latency: bool = True) -> Dict:
     them later, when no other run shares the device)."""
     run_dir = os.path.join(plan.out_dir, run.name)
     result_path = _result_path(plan, run)
-    done = finished_row(plan, run)
+    signature = run_signature(plan, run)  # builds the run's config: once per run
+    done = finished_row(plan, run, signature)
     if done is not None and not plan.force:
         logger.info("%s: result exists (%s), skipped", run.name, result_path)
         # a row whose latency a stopped --jobs N command left out gets it here too
         return measure_row_latency(plan, run, done) if latency else done
     # one process trains a run folder: e.g. a child of a killed --jobs N command may still be training it
     with exclusive_lock(os.path.join(run_dir, RUN_LOCK_FILE), f"{run_dir} (run {run.name})"):
-        return _train_test_measure(plan, run, latency)
+        return _train_test_measure(plan, run, latency, signature)
 
 
-def _train_test_measure(plan: ExperimentPlan, run: Run, latency: bool) -> Dict:
+def _train_test_measure(plan: ExperimentPlan, run: Run, latency: bool, signature: Dict) -> Dict:
     """``run_one``'s work once the run is known to be unfinished and its folder is ours."""
     run_dir = os.path.join(plan.out_dir, run.name)
     result_path = _result_path(plan, run)
@@ -647,7 +650,7 @@ def _train_test_measure(plan: ExperimentPlan, run: Run, latency: bool) -> Dict:
     register_experiment_datasets(probe, plan)
     pre_dir = os.path.join(run_dir, "pretrain")
     pre_probe = pretrain_cfg(plan, run, run.pretrain_iters, pre_dir) if run.pretrain_iters else None
-    budget = resolve_budget(plan, run, probe, pre_probe, run_dir)
+    budget = resolve_budget(plan, run, probe, pre_probe, run_dir, signature)
     extra: List[str] = []
     if run.pretrain_iters:
         pre = pretrain_cfg(plan, run, budget["pretrain_iters"], pre_dir, budget["pretrain_checkpoint_period"])
@@ -752,7 +755,8 @@ def run_experiment(plan: ExperimentPlan) -> Dict:
     if plan.jobs == 1 and not plan.report_only:
         rows = [run_one(plan, run) for run in runs]
         return {"plan": asdict(plan), "rows": rows, "failed": {}, "paper_table_v": PAPER_TABLE_V}
-    stored = {r.name: finished_row(plan, r) for r in runs}
+    signatures = {r.name: run_signature(plan, r) for r in runs}
+    stored = {r.name: finished_row(plan, r, signatures[r.name]) for r in runs}
     if plan.report_only:
         errors = {name: "not finished (no result.json)" for name, row in stored.items() if row is None}
     else:
@@ -762,7 +766,7 @@ def run_experiment(plan: ExperimentPlan) -> Dict:
     rows = [measure_row_latency(plan, r, stored[r.name]) for r in runs if r.name not in errors]
     report = {"plan": asdict(plan), "rows": rows, "failed": errors, "paper_table_v": PAPER_TABLE_V}
     if plan.report_only:  # rows of other commands are tabled as made: say how they differ from this one
-        diffs = {r.name: signature_diff(stored[r.name]["budget"], run_signature(plan, r)) for r in runs if r.name not in errors}
+        diffs = {r.name: signature_diff(stored[r.name]["budget"], signatures[r.name]) for r in runs if r.name not in errors}
         report["options_differ"] = {name: diff for name, diff in diffs.items() if diff}
     return report
 

@@ -28,6 +28,7 @@ __all__ = [
     "gt_label_image",
     "instances_to_label_image",
     "scores_kept",
+    "results_kept",
 ]
 
 
@@ -192,6 +193,12 @@ def scores_kept(scores: Sequence[float], score_thresh: float) -> np.ndarray:
     (float32) scores are compared at inference: a score stored in a results file as
     ``float(float32(0.7))`` is kept at threshold 0.7 here as it was in training."""
     return np.asarray(scores, dtype=np.float32) >= np.float32(score_thresh)
+
+
+def results_kept(results: Sequence[Dict[str, Any]], score_thresh: float) -> List[Dict[str, Any]]:
+    """The COCO results (``score``; 1 where absent) kept at ``score_thresh`` by :func:`scores_kept`."""
+    keep = scores_kept([float(r.get("score", 1.0)) for r in results], score_thresh)
+    return [r for r, k in zip(results, keep) if k]
 
 
 def instances_to_label_image(instances, score_thresh: float, mask_thresh: float) -> np.ndarray:

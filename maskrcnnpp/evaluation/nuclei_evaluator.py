@@ -37,7 +37,7 @@ from .label_images import (
     gt_label_image,
     instances_to_label_image,
     rles_to_label_image,
-    scores_kept,
+    results_kept,
 )
 from .metrics import PRECISION_KEYS, score_image, summarize_images
 
@@ -296,9 +296,10 @@ class NucleiEvaluator(DatasetEvaluator):
                     prob = prob[0]
                 pred_fg = prob > self._semantic_threshold()
             if "instances" in out:
-                instances = out["instances"]
+                # binarised once, for the nuclei metrics and COCO AP alike
+                instances = self._binary_masks(out["instances"])
                 pred_labels = instances_to_label_image(instances, self._score_thresh, self._mask_thresh)
-                coco_output = {"instances": self._binary_masks(instances)}
+                coco_output = {"instances": instances}
             elif "sem_seg" in out:
                 pred_labels = self._semantic_instances(prob)
                 coco_output = {"instances": self._label_image_to_instances(pred_labels)}
@@ -318,7 +319,7 @@ class NucleiEvaluator(DatasetEvaluator):
         :func:`maskrcnnpp.evaluation.coco_results.load_coco_results`).
         """
         record = self._record(image_id)
-        kept = [r for r, keep in zip(results, scores_kept([r["score"] for r in results], self._score_thresh)) if keep]
+        kept = results_kept(results, self._score_thresh)
         pred_labels = rles_to_label_image(
             [r["segmentation"] for r in kept], [r["score"] for r in kept], (record["height"], record["width"])
         )
