@@ -102,11 +102,19 @@ def _patch_numpy_aliases() -> bool:
     return patched
 
 
+_PKG_RESOURCES_DEPRECATED = r"pkg_resources is deprecated as an API"
+
+
 def _patch_pkg_resources() -> bool:
     # detectron2/model_zoo/model_zoo.py imports pkg_resources (gone from setuptools >= 81) and
-    # uses only resource_filename().
+    # uses only resource_filename(). setuptools 80 still has it but warns once, at its first
+    # import, that the API is deprecated: that import is this probe's (and Detectron2's then
+    # finds it loaded), so every command on such a machine printed the warning about a use that
+    # is Detectron2's, not the user's.
     try:
-        import pkg_resources  # noqa: F401
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_PKG_RESOURCES_DEPRECATED, category=UserWarning)
+            import pkg_resources  # noqa: F401
 
         return False
     except ImportError:

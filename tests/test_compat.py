@@ -127,6 +127,22 @@ print('ZOO-OK')
     assert with_it.returncode == 0 and "ZOO-OK" in with_it.stdout, with_it.stderr
 
 
+def test_pkg_resources_deprecation_warning_of_setuptools_80_is_not_printed(tmp_path):
+    # setuptools 80 (as on the GPU machine) warns when pkg_resources is first imported; a stand-in
+    # module that warns the same way, whatever setuptools is installed here.
+    (tmp_path / "pkg_resources.py").write_text(
+        "import warnings\n"
+        "warnings.warn('pkg_resources is deprecated as an API. See https://setuptools.pypa.io', UserWarning, stacklevel=2)\n"
+        "def resource_filename(package, resource):\n    raise AssertionError('not called')\n")
+    probe = f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+    without = run_py(probe + "import pkg_resources\n")
+    assert "pkg_resources is deprecated" in without.stderr  # the stand-in does warn
+    with_it = run_py(probe + "import maskrcnnpp, sys\nfrom detectron2 import model_zoo\n"
+                     "assert sys.modules['pkg_resources'].__file__.startswith(sys.path[0])\nprint('OK')\n")
+    assert with_it.returncode == 0 and "OK" in with_it.stdout, with_it.stderr
+    assert "pkg_resources is deprecated" not in with_it.stderr
+
+
 def test_torch_jit_script_deprecation_silenced_only_for_the_imports_that_script():
     # fvcore.nn and detectron2.modeling.box_regression call torch.jit.script at import; torch
     # >= 2.10 warns about each. -W error turns the warning into the failure seen.
