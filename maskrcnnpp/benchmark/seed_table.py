@@ -7,7 +7,7 @@ now, so it can be called while they train: a run with a ``result.json`` is a row
 one is listed as unfinished with the last iteration its ``train/metrics.json`` reached.
 
 Beside the experiment's metrics, each row has the training wall time
-(``train_seconds_this_session``: the iterations and the validations between them) and the
+(``train_seconds_this_session``: the iterations and the validations, the last one included) and the
 seconds per iteration, the mean of Detectron2's ``time`` entries in ``metrics.json`` (each the
 median of the 20 iterations before it: training alone, validations left out), and the
 validation value of the checkpoint that was scored (``model_best.json``).
@@ -25,7 +25,7 @@ __all__ = ["SEED_FOLDER", "seed_table", "seed_table_markdown"]
 SEED_FOLDER = re.compile(r"seed(\d+)")
 METRICS = ("score", "iou", "dice", "aji", "pq", "ap")  # as table_values names them
 HEADER = ("model", "seed", "iterations", "score", "IoU %", "Dice %", "AJI", "PQ", "mask AP", "val score (iter)",
-          "train wall s", "s/iter")
+          "train+val wall s", "s/iter")
 
 
 def _json(path: str) -> Optional[dict]:
