@@ -28,6 +28,7 @@ from maskrcnnpp.data import setup_datasets  # noqa: E402
 from maskrcnnpp.engine import NucleiTrainer, UserError, exit_on_user_error, setup_cfg  # noqa: E402
 from maskrcnnpp.engine.setup import offline_variant  # noqa: E402
 from maskrcnnpp.engine.trainer import check_datasets  # noqa: E402
+from maskrcnnpp.inference.predictor import describe_config, load_weights as load_model_weights  # noqa: E402
 
 
 def build_parser():
@@ -43,23 +44,33 @@ def setup(args):
     if not args.config_file:
         raise UserError("give a config: --config NAME_OR_FILE (e.g. --config maskrcnnpp_r101.yaml)")
     cfg = setup_cfg(args.config_file, args.opts, device=args.device)
-    # default_setup logs the config file's text: give it the resolved path, keep the name for messages.
-    args.config_name = args.config_file
-    args.config_file = resolve_config_path(args.config_file)
-    default_setup(cfg, args)
+    # Everything that can be checked is checked before default_setup writes config.yaml and
+    # log.txt into OUTPUT_DIR: a command that fails must not rewrite the run already there.
     setup_datasets(cfg)
     check_datasets(cfg)
+    weights = cfg.MODEL.WEIGHTS
+    if weights and "://" not in weights and not os.path.isfile(weights) and not args.resume:
+        raise UserError(f"MODEL.WEIGHTS={weights} does not exist")
+    if args.eval_only and not weights and not args.resume:
+        raise UserError("--eval-only scores trained weights: give MODEL.WEIGHTS path/to/model_final.pth "
+                        "(or --resume with the run's OUTPUT_DIR)")
+    args.config_name = args.config_file
     return cfg
 
 
+def write_run_setup(cfg, args) -> None:
+    """Detectron2's default_setup: OUTPUT_DIR/config.yaml, log.txt, the environment, seeding."""
+    # default_setup logs the config file's text: give it the resolved path, keep the name for messages.
+    args.config_file = resolve_config_path(args.config_name)
+    default_setup(cfg, args)
+
+
 def load_weights(cfg, model, args, checkpointer) -> None:
-    """Load MODEL.WEIGHTS (or resume); a download failure names the offline config to use."""
+    """Training: load MODEL.WEIGHTS (or resume); a download failure names the offline config to use.
+    Weights that fill only part of the model are allowed here (e.g. ImageNet weights of the trunk)."""
     weights = cfg.MODEL.WEIGHTS
     try:
-        if checkpointer is None:
-            DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(weights, resume=args.resume)
-        else:
-            checkpointer.resume_or_load(weights, resume=args.resume)
+        checkpointer.resume_or_load(weights, resume=args.resume)
     except Exception as e:  # noqa: BLE001  (download/IO errors come in many types)
         if "://" in weights and not os.path.exists(weights):
             raise UserError(
@@ -69,6 +80,25 @@ def load_weights(cfg, model, args, checkpointer) -> None:
         if weights and not os.path.exists(weights) and "://" not in weights:
             raise UserError(f"MODEL.WEIGHTS={weights} does not exist") from None
         raise
+
+
+def load_eval_weights(cfg, model, args) -> None:
+    """--eval-only: load the run's last checkpoint (--resume) or MODEL.WEIGHTS, refusing weights
+    that leave part of the model unloaded (another architecture's checkpoint would otherwise be
+    scored, with random weights, as a silent 0)."""
+    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+    weights = checkpointer.get_checkpoint_file() if args.resume and checkpointer.has_checkpoint() else cfg.MODEL.WEIGHTS
+    if not weights:
+        raise UserError(f"--eval-only --resume: {cfg.OUTPUT_DIR} holds no checkpoint and MODEL.WEIGHTS is empty")
+    if "://" in weights:
+        try:
+            weights = checkpointer.path_manager.get_local_path(weights)
+        except Exception as e:  # noqa: BLE001  (download errors come in many types)
+            raise UserError(
+                f"cannot download MODEL.WEIGHTS={weights} ({type(e).__name__}: {e}). Offline, train from scratch "
+                f"with --config {offline_variant(args.config_name)}, or pass MODEL.WEIGHTS path/to/local.pkl"
+            ) from None
+    load_model_weights(model, weights, describe_config(cfg, args.config_name))
 
 
 def build_or_explain(build, cfg):
@@ -84,13 +114,16 @@ def build_or_explain(build, cfg):
 def main(args):
     cfg = setup(args)
     if args.eval_only:
+        # the model is built and its weights checked before anything is written to OUTPUT_DIR
         model = build_or_explain(NucleiTrainer.build_model, cfg)
-        load_weights(cfg, model, args, None)
+        load_eval_weights(cfg, model, args)
+        write_run_setup(cfg, args)
         res = NucleiTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
         return res
 
+    write_run_setup(cfg, args)
     trainer = build_or_explain(NucleiTrainer, cfg)
     load_weights(cfg, trainer.model, args, trainer.checkpointer)
     if args.resume and trainer.checkpointer.has_checkpoint():

@@ -68,6 +68,33 @@ def test_eval_only_reproduces_final_test_metrics(trained):
         assert again[key] == pytest.approx(first[key], abs=1e-9), key
 
 
+def test_eval_only_refuses_weights_of_another_architecture(trained, tmp_path):
+    out, env, opts, _ = trained
+    best = out / "model_best.pth"  # Mask RCNN++: scored by plain Mask R-CNN it would be random, a silent 0
+    res = run(["--config", "maskrcnn_tiny", "--eval-only", "--device", "cpu", *opts, "MODEL.WEIGHTS", str(best),
+               "OUTPUT_DIR", str(tmp_path / "eval")], env)
+    _assert_clean_error(res, f"weights {best} do not fit config maskrcnn_tiny", str(out / "config.yaml"))
+    assert res.stderr.count("error:") == 1
+    assert not (tmp_path / "eval").exists()  # nothing scored, nothing written
+
+
+def test_eval_only_without_weights_is_an_error(tmp_path):
+    res = run(["--config", "maskrcnnpp_tiny", "--eval-only", "--device", "cpu", "OUTPUT_DIR", str(tmp_path / "e"), *SMALL],
+              {"MASKRCNNPP_CACHE": str(tmp_path / "cache")})
+    _assert_clean_error(res, "--eval-only scores trained weights: give MODEL.WEIGHTS")
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_failing_command_leaves_the_run_in_its_output_dir_untouched(trained, tmp_path):
+    out, env, opts, _ = trained
+    before = {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in ("config.yaml", "log.txt")}
+    for extra in (["DATASETS.TRAIN", "('dsb2018_train',)", "DATASETS.NUCLEI.DSB2018_ROOT", str(tmp_path / "empty")],
+                  ["MODEL.WEIGHTS", str(tmp_path / "no_such.pth")]):
+        res = run(["--config", "maskrcnn_tiny", "--device", "cpu", *opts, *extra, "OUTPUT_DIR", str(out)], env)
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in before} == before
+
+
 def test_resume_continues_from_the_last_checkpoint(trained):
     out, env, opts, _ = trained
     res = run(["--config", "maskrcnnpp_tiny", "--resume", "--device", "cpu", *opts, "SOLVER.MAX_ITER", "25",
