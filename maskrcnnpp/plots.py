@@ -41,7 +41,7 @@ def _matplotlib():
 
 
 def _save(fig, path: str) -> None:
-    from .inference.writers import atomic_path
+    from .atomic_file import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format=os.path.splitext(path)[1].lstrip(".") or "png")

@@ -35,13 +35,13 @@ import logging
 import os
 import shlex
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
+from maskrcnnpp.atomic_file import atomic_path  # noqa: E402
 from maskrcnnpp.benchmark.experiment import (  # noqa: E402
     ExperimentPlan, experiment_markdown, run_experiment,
 )
@@ -113,11 +113,9 @@ def main(argv=None) -> dict:
     report["command"] = command
     markdown = experiment_markdown(report, command)
     for name, text in (("experiment.json", json.dumps(report, indent=2)), ("experiment.md", markdown)):
-        path = os.path.join(args.out, name)
-        # a temporary name of this process: another command may write the same table at once
-        with tempfile.NamedTemporaryFile("w", dir=args.out, prefix=f".{name}.", delete=False) as f:
+        # a temporary name of this process (another command may write the same table at once)
+        with atomic_path(os.path.join(args.out, name)) as tmp, open(tmp, "w") as f:
             f.write(text)
-        os.replace(f.name, path)
     print(markdown)
     if report["failed"] and not args.report_only:
         sys.exit(f"{len(report['failed'])} run(s) failed (the table holds the others): "

@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional
 
@@ -30,6 +29,7 @@ from detectron2.evaluation.coco_evaluation import COCOevalMaxDets
 from detectron2.structures import BitMasks, Instances
 from detectron2.utils.logger import create_small_table
 
+from ..atomic_file import atomic_path
 from ..compat import has_compiled_ops
 from ..jsonio import finite_or_none
 from .label_images import (
@@ -121,19 +121,8 @@ def _setting(cfg, key: str, override):
 
 def _write_atomically(path: str, write) -> None:
     """Write through a temporary file in the same folder, so a failure leaves no half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        write(f)
 
 
 class NucleiEvaluator(DatasetEvaluator):

@@ -17,17 +17,16 @@ place when complete, so an interrupted run never leaves a half-written output.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
 import os
-import tempfile
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import pycocotools.mask as mask_util
 
+from ..atomic_file import atomic_path  # noqa: F401  (also used from here by plots and visualization)
 from .instances import NucleiPrediction
 
 logger = logging.getLogger(__name__)
@@ -38,22 +37,6 @@ NUCLEI_CSV_COLUMNS = (
     "id", "area", "centroid_y", "centroid_x", "bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x",
     "score", "mean_intensity",
 )
-
-
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """A temporary path in ``path``'s folder, renamed to ``path`` if the block succeeds, removed otherwise."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # ---------------------------------------------------------------------- label images

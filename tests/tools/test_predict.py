@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import stat
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -10,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from maskrcnnpp.atomic_file import default_file_mode
 from tool_helpers import FAST_OPTS, disk_labels, nuclei_image, run_tool, save_tiny_weights
 
 SCORE = "0.3"
@@ -44,6 +46,14 @@ def predicted(tmp_path_factory, weights):
 def read_nuclei_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_outputs_get_the_mode_of_an_ordinary_file(predicted):
+    # colleagues on a shared server must be able to read the results: not mkstemp's 0600
+    out, _, _ = predicted
+    expected = default_file_mode()
+    assert expected != 0o600  # the suite's umask lets the check tell the two apart
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {p.name: expected for p in out.iterdir()}
 
 
 def test_reports_the_device_and_counts(predicted):

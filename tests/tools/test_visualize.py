@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import uuid
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from maskrcnnpp.atomic_file import default_file_mode
 from maskrcnnpp.evaluation.coco_results import file_stem
 from maskrcnnpp.inference import NucleiPrediction, coco_results, write_coco_results
 from maskrcnnpp.visualization import (
@@ -125,6 +127,7 @@ def test_results_over_a_dataset(dataset, mode, tmp_path):
     written = visualize.main(["--results", results_file, "--dataset", name, "--mode", mode, "--output", str(tmp_path)])
     stems = {i: os.path.splitext(os.path.basename(record["file_name"]))[0] for i, (record, _, _) in truth.items()}
     assert sorted(os.path.basename(p) for p in written) == sorted(f"{stems[i]}_{mode}.png" for i in truth)
+    assert {stat.S_IMODE(os.stat(p).st_mode) for p in written} == {default_file_mode()}  # not mkstemp's 0600
     for image_id, (record, gt, low_pixel) in truth.items():
         grid = np.asarray(Image.open(tmp_path / f"{stems[image_id]}_{mode}.png").convert("RGB"))
         panels = 4 if mode == "errors" else 3
