@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from maskrcnnpp.data.dsb2018 import DatasetError, parse_split, prepare_dsb2018  # noqa: E402
+from maskrcnnpp.engine.cli import DISK_ERRNOS, disk_error_message  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,9 @@ def main(argv=None) -> int:
     # Counts of corrections at INFO, each correction that changes pixels at WARNING; all in the manifest.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("maskrcnnpp.data.dsb2018").setLevel(logging.INFO)
+    if args.workers is not None and args.workers < 1:
+        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
     try:
         split = parse_split(args.split)
         result = prepare_dsb2018(
@@ -51,6 +55,11 @@ def main(argv=None) -> int:
         )
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full or read-only disk: the partial output is already removed
+        if e.errno not in DISK_ERRNOS:
+            raise
+        print(f"error: {disk_error_message(e)}", file=sys.stderr)
         return 2
     counts = result.manifest["counts"]
     parts = ", ".join(f"{name} {c['images']}/{c['annotations']}" for name, c in counts["splits"].items())

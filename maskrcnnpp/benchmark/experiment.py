@@ -50,6 +50,7 @@ from detectron2.utils.logger import setup_logger
 from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
 from ..config import resolve_config_path
 from ..engine import NucleiTrainer, UserError, setup_cfg
+from ..engine.checkpointer import PERIODIC_CHECKPOINT
 from ..jsonio import finite_or_none
 from .inputs import SyntheticBatches
 from .processes import Stopped, exclusive_lock, stop_signals_raise, terminate_workers
@@ -505,7 +506,6 @@ def _with_checkpoint_periods(plan: ExperimentPlan, path: str, budget: Dict) -> D
 # --------------------------------------------------------------------------- one run
 
 
-PERIODIC_CHECKPOINT = re.compile(r"model_(\d{7})\.pth")  # fvcore's PeriodicCheckpointer names
 
 
 class _KeepNewestCheckpoint(HookBase):

@@ -1,8 +1,10 @@
 """Turn the mistakes users make into one clear message and exit code 2, not a traceback."""
 from __future__ import annotations
 
+import errno
 import functools
 import sys
+import tempfile
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -12,8 +14,22 @@ class UserError(Exception):
     """An error caused by the user's input (config, data, paths); its message says what to do."""
 
 
+# A full or read-only disk is the user's machine, not a defect: one line, not a traceback.
+DISK_ERRNOS = {errno.ENOSPC: "the disk is full: free space and run the same command again",
+               errno.EDQUOT: "the disk quota is used up: free space and run the same command again",
+               errno.EROFS: "the file system is read-only: choose another output folder",
+               errno.EACCES: "no permission: choose another output folder or change its permissions"}
+
+
+def disk_error_message(e: OSError) -> str:
+    """One line for an OSError of :data:`DISK_ERRNOS`: the file, the system's words, what to do."""
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e} ({DISK_ERRNOS[e.errno]})"
+
+
 def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorator for CLI entry points: a :class:`UserError` prints ``error: <message>`` and exits 2."""
+    """Decorator for CLI entry points: a :class:`UserError`, or a full / read-only disk, prints
+    ``error: <message>`` and exits 2 (files being written are removed by their atomic writers)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -22,26 +38,47 @@ def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except OSError as e:
+            if e.errno not in DISK_ERRNOS:
+                raise
+            print(f"error: {disk_error_message(e)}", file=sys.stderr)
+            sys.exit(2)
 
     return wrapper
+
+
+def _check_writable(folder: str, option: str, path: str, exists: bool = True) -> None:
+    try:  # before any work: a read-only folder would otherwise fail after inference or scoring
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        where = "in the folder" if exists else f"in {folder} to create it"
+        raise UserError(f"{option} {path}: cannot write {where} ({e.strerror})") from None
 
 
 def ensure_output_dir(path: str, option: str, create: bool = True) -> str:
     """Create the output folder ``path`` (given by ``option``) or raise a UserError saying why not.
 
-    Called before any model is built, so a wrong path costs nothing; with ``create`` False it only
-    checks that ``path`` is not a file, and nothing is created yet.
+    Called before any model is built, so a wrong path costs nothing: the folder must be writable
+    (a file is created and removed there). With ``create`` False nothing is created yet: ``path``
+    must not be a file, and it (or, while it does not exist, the folder it would be made in) must
+    be writable.
     """
     import os
 
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{option} {path}: exists and is not a folder")
     if not create:
+        existing = os.path.abspath(path)
+        while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        _check_writable(existing, option, path, exists=existing == os.path.abspath(path))
         return path
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise UserError(f"{option} {path}: cannot create the folder ({e.strerror})") from None
+    _check_writable(path, option, path)
     return path
 
 

@@ -19,6 +19,7 @@ from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
+from .checkpointer import NucleiCheckpointer
 from .cli import UserError
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,10 @@ class NucleiTrainer(DefaultTrainer):
         return cls.test(cfg, model)
 
     def build_hooks(self) -> List[hooks.HookBase]:
+        # DefaultTrainer.__init__ makes its DetectionCheckpointer and then calls build_hooks: swap in
+        # the atomic one first, so the periodic and best-checkpoint hooks save through it too.
+        if not isinstance(self.checkpointer, NucleiCheckpointer):
+            self.checkpointer = NucleiCheckpointer.like(self.checkpointer)
         ret = super().build_hooks()
         val = list(self.cfg.DATASETS.VAL)
         period = self.cfg.TEST.EVAL_PERIOD

@@ -376,3 +376,29 @@ def test_colour_mask_uses_any_nonzero_channel(tmp_path):
     (ann,) = load(tmp_path / "out")["annotations"]
     np.testing.assert_array_equal(mask_util.decode(ann["segmentation"]).astype(bool), colour.any(axis=2))
     assert kinds(result)["mask_not_grey"] == 1 and kinds(result)["mask_not_binary"] == 1
+
+
+def test_cli_full_disk_and_bad_workers_are_one_line_and_leave_nothing(tmp_path, capsys, monkeypatch):
+    import errno
+    import importlib.util
+    import os
+
+    import maskrcnnpp.data.dsb2018 as dsb
+
+    script = Path(__file__).resolve().parents[2] / "datasets" / "prepare_dsb2018.py"
+    spec = importlib.util.spec_from_file_location("prepare_dsb2018_cli", script)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    src = write_kaggle_source(tmp_path / "src", standard_samples(2, H, W), as_zip=True)
+    out = tmp_path / "data" / "out"
+    assert cli.main(["--src", str(src), "--out", str(out), "--workers", "-3", "--no-progress"]) == 2
+    assert capsys.readouterr().err == "error: --workers must be >= 1, got -3\n"
+
+    def full_disk(path, obj):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(dsb, "_write_json", full_disk)
+    assert cli.main(["--src", str(src), "--out", str(out), "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device (the disk is full" in err and "Traceback" not in err
+    assert os.listdir(tmp_path / "data") == []  # the partial dataset folder is removed

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import stat
 
 import numpy as np
@@ -258,6 +260,46 @@ def test_output_that_is_a_file_fails_before_the_model(tmp_path, capsys, weights)
     assert err.strip().splitlines()[-1] == (
         f"error: --output {target}: exists and is not a folder")
     assert target.read_text() == "a file"
+
+
+def test_an_unwritable_output_folder_fails_before_the_model(tmp_path, capsys, weights, monkeypatch):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(img)
+    out = tmp_path / "read_only"
+    out.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere: the folder refuses through the probe instead
+        def refuse(*args, dir=None, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), dir)
+        monkeypatch.setattr("maskrcnnpp.engine.cli.tempfile.TemporaryFile", refuse)
+    else:
+        out.chmod(0o555)
+    monkeypatch.setattr("maskrcnnpp.inference.NucleiPredictor.__init__",
+                        lambda *a, **k: pytest.fail("the model was built before the output folder was checked"))
+    argv = ["--input", str(img), "--config", "maskrcnnpp_tiny", "--weights", weights, "--output", str(out)]
+    err = _main_error(capsys, argv)
+    assert err.strip().splitlines()[-1] == f"error: --output {out}: cannot write in the folder (Permission denied)"
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, capsys, weights, monkeypatch):
+    img = tmp_path / "a.png"
+    Image.fromarray(nuclei_image(disk_labels((64, 64), [(20, 20, 8), (44, 40, 9)]))).save(img)
+    out = tmp_path / "out"
+    real_save = Image.Image.save
+
+    def full_disk(self, fp, *args, **kwargs):
+        if str(fp).startswith(str(out)):
+            real_save(self, fp, *args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fp))
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    argv = ["--input", str(img), "--config", "maskrcnnpp_tiny", "--weights", weights, "--output", str(out),
+            "--device", "cpu", "--score-thresh", "0", "--formats", "label_png", *FAST_OPTS]
+    err = _main_error(capsys, argv)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: {out}/.partial-") and last.endswith(
+        ": No space left on device (the disk is full: free space and run the same command again)")
+    assert [p.name for p in out.iterdir()] == []  # the partial label image is removed
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])

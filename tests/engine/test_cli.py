@@ -1,0 +1,57 @@
+"""maskrcnnpp.engine.cli: one error line and exit status 2 for user mistakes and full or read-only disks."""
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from maskrcnnpp.engine.cli import UserError, ensure_output_dir, exit_on_user_error
+
+
+def refuse_writes(monkeypatch):
+    def refuse(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), dir)
+    monkeypatch.setattr("maskrcnnpp.engine.cli.tempfile.TemporaryFile", refuse)
+
+
+@pytest.mark.parametrize("code, advice", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only"),
+                                          (errno.EACCES, "no permission"), (errno.EDQUOT, "quota")])
+def test_disk_errors_are_one_line_naming_the_file(capsys, code, advice):
+    @exit_on_user_error
+    def tool():
+        raise OSError(code, os.strerror(code), "/data/out/a_labels.png")
+
+    with pytest.raises(SystemExit) as exc:
+        tool()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: /data/out/a_labels.png: {os.strerror(code)} (") and advice in err
+
+
+def test_other_os_errors_still_raise():
+    @exit_on_user_error
+    def tool():
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output"):
+        tool()
+
+
+def test_an_unwritable_folder_is_refused_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "out").mkdir()
+    refuse_writes(monkeypatch)
+    with pytest.raises(UserError, match=r"--out .*out: cannot write in the folder \(Read-only file system\)"):
+        ensure_output_dir(str(tmp_path / "out"), "--out")
+    with pytest.raises(UserError, match=r"--output .*out: cannot write in the folder"):
+        ensure_output_dir(str(tmp_path / "out"), "--output", create=False)
+    with pytest.raises(UserError, match=rf"--output .*new/deeper: cannot write in {tmp_path} to create it"):
+        ensure_output_dir(str(tmp_path / "new" / "deeper"), "--output", create=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_writable_folder_is_made_and_left_empty(tmp_path):
+    assert ensure_output_dir(str(tmp_path / "a" / "b"), "--out") == str(tmp_path / "a" / "b")
+    assert os.listdir(tmp_path / "a" / "b") == []
+    assert ensure_output_dir(str(tmp_path / "c"), "--out", create=False) == str(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
