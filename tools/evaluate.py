@@ -32,6 +32,7 @@ from tabulate import tabulate  # noqa: E402
 
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
 from maskrcnnpp.engine import UserError, check_threshold, ensure_output_dir  # noqa: E402
+from maskrcnnpp.engine.cli import DISK_ERRNOS, disk_error_message  # noqa: E402
 from maskrcnnpp.evaluation import NucleiEvaluationInputError, NucleiEvaluator  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results  # noqa: E402
 
@@ -51,7 +52,28 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "0 scores all); COCO AP always uses every prediction")
     parser.add_argument("--max-dets", type=int, default=defaults.MAX_DETS, help="COCO AP max detections per image (default: %(default)s)")
     parser.add_argument("--no-coco-ap", action="store_true", help="skip COCO mask/box AP (nuclei metrics only)")
+    parser.add_argument("--only-predicted-images", action="store_true",
+                        help="score only the ground-truth images that have at least one prediction (default: every "
+                             "image; those without predictions count as all nuclei missed)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="without --out, replace a summary.json already in the folder of --pred (e.g. the one "
+                             "training wrote, at its own threshold)")
     return parser.parse_args(argv)
+
+
+def default_image_root(gt_path: str) -> str:
+    """Where the ground truth's file names are relative to without --images: the images/ folder
+    beside an annotations/ folder (the prepared DSB layout), else the ground truth's own folder."""
+    folder = os.path.dirname(os.path.abspath(gt_path))
+    images = os.path.join(os.path.dirname(folder), "images")
+    return images if os.path.basename(folder) == "annotations" and os.path.isdir(images) else folder
+
+
+def only_images(gt: dict, image_ids) -> dict:
+    """``gt`` restricted to ``image_ids`` (images and their annotations)."""
+    keep = set(image_ids)
+    return {**gt, "images": [i for i in gt["images"] if i["id"] in keep],
+            "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}
 
 
 def _register_ground_truth(gt: dict, gt_path: str, images_dir, fills: dict, workdir: str) -> str:
@@ -60,11 +82,11 @@ def _register_ground_truth(gt: dict, gt_path: str, images_dir, fills: dict, work
     The name is what summary.json records as its ``dataset``: the ground-truth file scored.
     """
     name = os.path.abspath(gt_path)
-    if any(fills.values()):  # derived fields were added: score against the completed copy
+    image_root = images_dir or default_image_root(gt_path)
+    if any(fills.values()):  # derived fields were added (or images left out): score against the completed copy
         gt_path = os.path.join(workdir, "ground_truth.json")
         with open(gt_path, "w", encoding="utf-8") as f:
             json.dump(gt, f)
-    image_root = images_dir or os.path.dirname(os.path.abspath(gt_path))
     register_coco_instances(name, {}, gt_path, image_root)
     return name
 
@@ -87,6 +109,19 @@ def run(args: argparse.Namespace) -> dict:
     """Check the inputs, score them, write OUT/summary.json + OUT/per_image.csv; return the results."""
     gt, fills = load_coco_gt(args.gt, args.images)
     predictions = load_coco_results(args.pred, gt)
+    predicted = [i["id"] for i in gt["images"] if predictions.get(i["id"])]
+    total = len(gt["images"])
+    if args.only_predicted_images:
+        if not predicted:
+            raise NucleiEvaluationInputError(f"--only-predicted-images: {args.pred} predicts nothing for any image")
+        gt = only_images(gt, predicted)
+        fills = {**fills, "images_left_out": total - len(predicted)}
+        print(f"evaluate.py: scoring the {len(predicted)} of {total} ground-truth images that have predictions",
+              file=sys.stderr)
+    elif len(predicted) < total:
+        print(f"evaluate.py: warning: {args.pred} has predictions for {len(predicted)} of the {total} ground-truth "
+              f"images; the {total - len(predicted)} others count as all nuclei missed (--only-predicted-images "
+              "scores the predicted ones alone)", file=sys.stderr)
     out_dir = args.out or os.path.dirname(os.path.abspath(args.pred))
     with tempfile.TemporaryDirectory(prefix="maskrcnnpp_evaluate_") as workdir:
         name = _register_ground_truth(gt, args.gt, args.images, fills, workdir)
@@ -114,10 +149,14 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    out_dir = args.out or os.path.dirname(os.path.abspath(args.pred))
     try:
         check_threshold(args.score_thresh, "--score-thresh")
-        if args.out:
-            ensure_output_dir(args.out, "--out", create=False)
+        ensure_output_dir(out_dir, "--out" if args.out else "the folder of --pred", create=False)
+        summary = os.path.join(out_dir, "summary.json")
+        if not args.out and not args.overwrite and os.path.isfile(summary):
+            raise UserError(f"{summary} exists (training writes one beside its results, at its own threshold): "
+                            "give --out DIR for this evaluation, or --overwrite to replace it")
     except UserError as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -127,8 +166,12 @@ def main(argv=None) -> int:
     except NucleiEvaluationInputError as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as e:  # a full or read-only disk
+        if e.errno not in DISK_ERRNOS:
+            raise
+        print(f"evaluate.py: error: {disk_error_message(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(_table(results))
-    out_dir = args.out or os.path.dirname(os.path.abspath(args.pred))
     print(f"\nwrote {os.path.join(out_dir, 'summary.json')} and {os.path.join(out_dir, 'per_image.csv')}")
     return 0
 

@@ -8,6 +8,7 @@ filled in and counted rather than rejected.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -15,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import pycocotools.mask as mask_util
 
 from ..jsonio import read_json
-from .label_images import NucleiEvaluationInputError, segmentation_to_rle
+from .label_images import NucleiEvaluationInputError, rle_run_lengths, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,8 @@ def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str,
             )
         if isinstance(res["score"], bool) or not isinstance(res["score"], (int, float)):
             raise NucleiEvaluationInputError(f"{path}: entry {k} has a non-numeric score {res['score']!r}")
+        if not math.isfinite(res["score"]):  # NaN would be dropped by the nuclei metrics but ranked by COCO AP
+            raise NucleiEvaluationInputError(f"{path}: entry {k} has a non-finite score {res['score']!r}")
 
     images = {image["id"]: image for image in gt["images"]}
     results = _ids_from_file_stems(results, gt, path)
@@ -193,6 +196,14 @@ def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str,
         )
         counts = rle["counts"]
         rle = {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+        # every entry, whatever its score: the nuclei metrics decode only those above the threshold,
+        # but COCO AP uses them all
+        runs = rle_run_lengths(rle)
+        if runs.sum() != image["height"] * image["width"] or (runs < 0).any():
+            raise NucleiEvaluationInputError(
+                f"{path}: entry {k} (image id {res['image_id']!r}): RLE counts cover {int(runs.sum())} pixels, "
+                f"not {image['height'] * image['width']} ({image['height']} x {image['width']})"
+            )
         bbox = res.get("bbox")
         if bbox is None:
             bbox = [float(v) for v in mask_util.toBbox(rle)]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 
 from nuclei_eval_helpers import REPO, coco_gt_from_label_images, coco_gt_from_masks, coco_results_from_gt, dsb_zip_masks, dsb_zip_path
@@ -133,6 +134,9 @@ def _mutated(results, **changes):
         ("missing_keys", "entry 1 lacks 'score', 'segmentation'; expected COCO results format"),
         ("not_json", "is not valid JSON"),
         ("folder", "is a folder, not a JSON file"),
+        # checked whatever the score: a low-scoring entry is still used by COCO AP
+        ("short_rle_low_score", "entry 1 (image id 1): RLE counts cover 1024 pixels, not 4096 (64 x 64)"),
+        ("nan_score", "entry 1 has a non-finite score nan"),
     ],
 )
 def test_bad_predictions_are_rejected(synthetic_files, tmp_path, case, expected):
@@ -152,6 +156,11 @@ def test_bad_predictions_are_rejected(synthetic_files, tmp_path, case, expected)
     elif case == "folder":
         pred = tmp_path / "results_folder"
         pred.mkdir()
+    elif case == "short_rle_low_score":
+        short = mask_util.encode(np.asfortranarray(np.ones((32, 32), np.uint8)))["counts"].decode("ascii")
+        write(pred, _mutated(results, score=0.1, segmentation={"size": [64, 64], "counts": short}))
+    elif case == "nan_score":
+        write(pred, _mutated(results, score=float("nan")))
     else:
         pred.write_text('[{"image_id": 1,')
     out = tmp_path / "out"
@@ -160,3 +169,42 @@ def test_bad_predictions_are_rejected(synthetic_files, tmp_path, case, expected)
     assert expected in result.stderr
     assert result.stderr.startswith("evaluate.py: error: ") and "Traceback" not in result.stderr
     assert not out.exists()  # nothing half-written
+
+
+def test_without_out_a_summary_already_there_is_not_replaced(synthetic_files, tmp_path):
+    _, gt, gt_path, _ = synthetic_files
+    pred = write(tmp_path / "coco_instances_results.json", coco_results_from_gt(gt))
+    (tmp_path / "summary.json").write_text('{"score": 0.5, "written": "by training"}')
+    res = evaluate("--gt", gt_path, "--pred", pred)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"error: {tmp_path / 'summary.json'} exists" in res.stderr and "--overwrite" in res.stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["written"] == "by training"
+    assert evaluate("--gt", gt_path, "--pred", pred, "--overwrite").returncode == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["score"] == 1.0
+
+
+def test_predictions_for_some_images_warn_and_can_be_scored_alone(synthetic_files, tmp_path):
+    _, gt, gt_path, _ = synthetic_files
+    only_first = write(tmp_path / "pred.json", [r for r in coco_results_from_gt(gt) if r["image_id"] == 1])
+    res = evaluate("--gt", gt_path, "--pred", only_first, "--out", tmp_path / "all")
+    assert res.returncode == 0, res.stderr
+    assert "has predictions for 1 of the 2 ground-truth images; the 1 others count as all nuclei missed" in res.stderr
+    res = evaluate("--gt", gt_path, "--pred", only_first, "--out", tmp_path / "alone", "--only-predicted-images")
+    assert res.returncode == 0, res.stderr
+    assert "scoring the 1 of 2 ground-truth images that have predictions" in res.stderr
+    alone = json.loads((tmp_path / "alone" / "summary.json").read_text())
+    assert alone["num_images"] == 1 and alone["score"] == 1.0  # image 2 (no nuclei, no predictions) left out
+    with open(tmp_path / "alone" / "per_image.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1
+
+
+def test_per_image_file_names_point_at_the_prepared_images_folder(tmp_path):
+    gt = synthetic_gt()
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "images").mkdir()
+    gt_path = write(tmp_path / "annotations" / "test.json", gt)
+    pred = write(tmp_path / "pred.json", coco_results_from_gt(gt))
+    assert evaluate("--gt", gt_path, "--pred", pred, "--out", tmp_path / "e").returncode == 0
+    with open(tmp_path / "e" / "per_image.csv") as f:
+        names = [r["file_name"] for r in csv.DictReader(f)]
+    assert names == [str(tmp_path / "images" / i["file_name"]) for i in gt["images"]]
