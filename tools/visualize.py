@@ -174,6 +174,17 @@ def output_names(items) -> List[str]:
             for stem, (image_id, file, _) in zip(stems, items)]
 
 
+def load_checked_image(path: str, gt: Optional[np.ndarray]) -> np.ndarray:
+    """The image at ``path`` as read (a UserError if unreadable or not the size of its ground truth)."""
+    try:
+        raw = read_image(path)
+    except ImageReadError as e:
+        raise UserError(str(e)) from None
+    if gt is not None and gt.shape != raw.shape[:2]:
+        raise UserError(f"{path}: image is {raw.shape[:2]} but its ground truth is {gt.shape}")
+    return raw
+
+
 def safe_name(image_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in image_id)
 
@@ -191,23 +202,25 @@ def main(argv=None) -> List[str]:
             cfg.merge_from_list(list(args.opts))
         except (KeyError, ValueError) as e:
             raise UserError(f"bad override in {list(args.opts)}: {e}") from None
-    ensure_output_dir(args.output, "--output")
-    items = list(iterate_images(args, cfg))  # input problems surface before the model is built
+    ensure_output_dir(args.output, "--output", create=False)
+    items = list(iterate_images(args, cfg))
     results = load_results(args.results) if args.results else None
     result_keys = match_results(items, results, args.results) if results is not None else [None] * len(items)
-    predictor = NucleiPredictor(cfg, args.weights, score_thresh=args.score_thresh) if args.config else None
     score_thresh = cfg.TEST.NUCLEI.SCORE_THRESH if args.score_thresh is None else args.score_thresh
+    # every input is read and checked before the model is built or anything is written, so a bad
+    # third image does not leave two grids behind (each image is read again when drawn)
+    for (_, path, gt), key in zip(items, result_keys):
+        shape = load_checked_image(path, gt).shape[:2]
+        if results is not None:
+            results_labels(results.get(key, []), shape, score_thresh, f"{args.results} (image {key})")
+    predictor = NucleiPredictor(cfg, args.weights, score_thresh=args.score_thresh) if args.config else None
+    ensure_output_dir(args.output, "--output")
 
     written = []
     missing = 0
     for (_, path, gt), key, name in zip(items, result_keys, output_names(items)):
-        try:
-            raw = read_image(path)
-        except ImageReadError as e:
-            raise UserError(str(e)) from None
+        raw = load_checked_image(path, gt)
         image = to_uint8_rgb(raw)
-        if gt is not None and gt.shape != image.shape[:2]:
-            raise UserError(f"{path}: image is {image.shape[:2]} but its ground truth is {gt.shape}")
         pred = None
         if predictor is not None:
             pred = predictor.predict(raw).labels

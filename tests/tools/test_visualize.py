@@ -254,3 +254,23 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1] == f"error: --images {tmp_path / 'none'} does not exist"
     assert "Traceback" not in res.stderr
+
+
+def test_a_bad_image_among_good_ones_writes_nothing(tmp_path, capsys):
+    """Every image is read and checked before anything is drawn: no grids of the good ones, no folder."""
+    images = tmp_path / "images"
+    images.mkdir()
+    labels = disk_labels((SIZE, SIZE), [(30, 30, 9)])
+    for k in range(2):
+        Image.fromarray(nuclei_image(labels, seed=k)).save(images / f"img{k}.png")
+    (images / "img2.png").write_bytes(b"")  # 0 bytes, third in order
+    results = tmp_path / "results.json"
+    entries = [e for k in range(2) for e in coco_results(f"img{k}", NucleiPrediction(labels, np.array([0.9], np.float32)))]
+    results.write_text(json.dumps(entries))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        visualize.main(["--results", str(results), "--images", str(images), "--mode", "overlay", "--output", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "img2.png" in err and "Traceback" not in err
+    assert not out.exists()
