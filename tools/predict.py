@@ -231,6 +231,10 @@ def main(argv=None) -> Dict[str, int]:
     if "kaggle_csv" in formats:
         write_kaggle(os.path.join(args.output, KAGGLE_FILE), kaggle)
     print(f"wrote {', '.join(formats)} for {len(files)} image(s), {sum(counts.values())} nuclei, to {args.output}")
+    if not any(counts.values()):
+        logging.getLogger("predict").warning(
+            "no nucleus scored %s or more in any of the %d image(s): the weights may be untrained (or for other "
+            "images), or the threshold too high (--score-thresh)", predictor.score_thresh, len(files))
     return counts
 
 

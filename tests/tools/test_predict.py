@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 from maskrcnnpp.atomic_file import default_file_mode
-from tool_helpers import FAST_OPTS, disk_labels, nuclei_image, run_tool, save_tiny_weights
+from tool_helpers import FAST_OPTS, REPO, disk_labels, nuclei_image, run_tool, save_tiny_weights
+
+REPO_TOOLS = REPO / "tools"
 
 SCORE = "0.3"
 
@@ -359,3 +361,19 @@ def test_what_the_reader_notices_is_logged_once_per_file(tmp_path, capsys, caplo
                       "--output", str(tmp_path / "out"), "--device", "cpu", *FAST_OPTS])
     notes = [r.getMessage() for r in caplog.records if "planes of unknown meaning" in r.getMessage()]
     assert len(notes) == 1 and "planes.tif: 3 planes of unknown meaning (TIFF axes QYX) read as RGB" in notes[0]
+
+
+def test_no_nucleus_in_any_image_says_why_it_may_be(tmp_path, capsys, caplog, weights):
+    img = tmp_path / "a.png"
+    Image.fromarray(nuclei_image(disk_labels((48, 48), [(20, 20, 8)]))).save(img)
+    import sys
+
+    sys.path.insert(0, str(REPO_TOOLS))
+    import predict
+
+    counts = predict.main(["--input", str(img), "--config", "maskrcnnpp_tiny", "--weights", weights, "--output",
+                           str(tmp_path / "out"), "--device", "cpu", "--score-thresh", "1.0", "--formats", "coco",
+                           *FAST_OPTS])
+    assert counts == {"a": 0}
+    assert "no nucleus scored 1.0 or more in any of the 1 image(s): the weights may be untrained" in caplog.text
+    assert "--score-thresh" in caplog.text
