@@ -14,6 +14,8 @@ from typing import Iterator, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..evaluation.label_images import scores_kept
+
 
 @dataclass
 class CroppedInstance:
@@ -71,12 +73,45 @@ def crops_from_instances(instances, score_thresh: float, mask_thresh: float = 0.
     if len(instances) == 0:
         return []
     scores = instances.scores.detach().to("cpu").numpy().astype(np.float64)
-    keep = np.flatnonzero(scores >= score_thresh)
+    keep = np.flatnonzero(scores_kept(scores, score_thresh))
     masks = instances.pred_masks
     masks = getattr(masks, "tensor", masks)
     masks = masks[torch.as_tensor(keep, dtype=torch.long, device=masks.device)].detach().to("cpu")
     masks = (masks >= mask_thresh) if masks.dtype.is_floating_point else masks.bool()
     return crops_from_masks(masks.numpy(), scores[keep])
+
+
+def crops_from_unpasted_instances(results, height: int, width: int, score_thresh: float,
+                                  mask_thresh: float = 0.5) -> List[CroppedInstance]:
+    """What :func:`crops_from_instances` gives for ``detector_postprocess(results, height, width)``,
+    without ever holding ``N`` full-image masks.
+
+    ``results`` is an R-CNN's output before post-processing (``inference(..., do_postprocess=False)``:
+    boxes in the resized input, ``pred_masks`` ``[N, 1, M, M]`` soft masks). Detectron2 pastes every
+    mask into a full ``height x width`` array at once: 500 masks of a 3000 x 3000 image are 4.5 GB.
+    Here boxes are scaled, clipped and filtered by ``detector_postprocess`` itself (masks left out),
+    and each kept mask is pasted into its box only, by Detectron2's own ``_do_paste_mask`` (the
+    ``skip_empty`` path its CPU paste takes), with the same ``>= mask_thresh`` rule.
+    """
+    from detectron2.layers.mask_ops import _do_paste_mask
+    from detectron2.modeling.postprocessing import detector_postprocess
+    from detectron2.structures import Instances
+
+    if len(results) == 0:
+        return []
+    fields = {k: v for k, v in results.get_fields().items() if k != "pred_masks"}
+    boxes_only = Instances(results.image_size, **fields)
+    boxes_only.source_index = torch.arange(len(results), device=results.scores.device)
+    placed = detector_postprocess(boxes_only, height, width)
+    scores = placed.scores.detach().to("cpu").numpy().astype(np.float64)
+    out = []
+    for k in np.flatnonzero(scores_kept(scores, score_thresh)):
+        mask = results.pred_masks[placed.source_index[k]][None]  # [1, 1, M, M]
+        patch, (rows, cols) = _do_paste_mask(mask, placed.pred_boxes.tensor[k][None], height, width, skip_empty=True)
+        inst = crop_mask((patch[0] >= mask_thresh).to("cpu").numpy(), scores[k])
+        if inst is not None:
+            out.append(inst.shifted(int(rows.start), int(cols.start)))  # the slices' bounds are tensors
+    return out
 
 
 @dataclass

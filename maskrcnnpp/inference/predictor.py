@@ -33,7 +33,10 @@ from detectron2.modeling import build_model
 
 from ..engine import UserError, check_threshold, setup_cfg
 from .image_io import RESCALE_MODES, to_uint8_rgb
-from .instances import CroppedInstance, NucleiPrediction, crops_from_instances, paint_labels
+from ..modeling.meta_arch import NucleiRCNN
+from .instances import (
+    CroppedInstance, NucleiPrediction, crops_from_instances, crops_from_unpasted_instances, paint_labels,
+)
 from .tiling import predict_tiled
 
 logger = logging.getLogger(__name__)
@@ -254,6 +257,10 @@ class NucleiPredictor:
             instances = self._rcnn_tta_instances(model_image, scale)
         elif self.is_semantic and self.tta:
             instances = self._semantic_flip_instances(model_image, scale)
+        elif isinstance(self.model, NucleiRCNN):
+            # masks pasted one box at a time: never N full-image masks (GBs on a large untiled image)
+            results = self.model.inference([self._model_input(model_image, scale)], do_postprocess=False)[0]
+            return crops_from_unpasted_instances(results, height, width, self.score_thresh, self.mask_thresh)
         else:
             instances = self.model([self._model_input(model_image, scale)])[0]["instances"]
         return crops_from_instances(instances, self.score_thresh, self.mask_thresh)

@@ -320,6 +320,34 @@ def test_tiled_real_model_single_tile_equals_untiled_and_tiles_stay_in_frame(tin
     assert tiled.num_instances == len(np.unique(tiled.labels)) - 1 == len(tiled.scores)
 
 
+@pytest.mark.parametrize("mask_thresh", ["0.5", "0.3"])
+def test_masks_pasted_box_by_box_equal_detectron2s_full_paste(tmp_path, grey_image, monkeypatch, mask_thresh):
+    """Large untiled images: no N x H x W mask array, and exactly the masks Detectron2 would paste."""
+    import detectron2.layers
+
+    from maskrcnnpp.engine import setup_cfg
+    from maskrcnnpp.inference.instances import crops_from_instances, paint_labels
+
+    # the configured test resize (x2.86 here), so boxes and masks are scaled back as in real use
+    cfg = setup_cfg("maskrcnnpp_tiny", FAST_OPTS + ["TEST.NUCLEI.MASK_THRESH", mask_thresh], device="cpu")
+    # built from this cfg: the model pastes its own masks at TEST.NUCLEI.MASK_THRESH
+    predictor = NucleiPredictor(cfg, save_tiny_weights(tmp_path), score_thresh=0.3, rescale="none")
+    rgb = np.repeat(grey_image[:, :, None], 3, axis=2)
+    model_image = rgb[:, :, ::-1] if predictor.input_format == "BGR" else rgb
+    with torch.no_grad():
+        full = predictor.model([predictor._model_input(model_image, predictor.test_scale(*rgb.shape[:2]))])[0]["instances"]
+    reference = paint_labels(crops_from_instances(full, 0.3, float(mask_thresh)), rgb.shape[:2])
+    assert reference.num_instances > 0
+
+    def no_full_paste(*args, **kwargs):
+        raise AssertionError("N full-image masks were pasted")
+
+    monkeypatch.setattr(detectron2.layers, "paste_masks_in_image", no_full_paste)
+    pred = predictor.predict(grey_image)
+    assert np.array_equal(pred.labels, reference.labels)
+    assert np.array_equal(pred.scores, reference.scores)
+
+
 def test_rcnn_tta_uses_detectron2_wrapper_at_the_test_scale(tiny_predictor, grey_image):
     tta = NucleiPredictor(tiny_predictor.cfg, model=tiny_predictor.model, tta=True, score_thresh=0.3, rescale="none")
     pred = tta.predict(grey_image)
