@@ -159,12 +159,32 @@ def _import_scripting_modules_quietly() -> bool:
     return silenced
 
 
+_MESHGRID_INDEXING = r"torch\.meshgrid: in an upcoming release, it will be required to pass the indexing argument"
+
+
+def _quiet_meshgrid_indexing_warning() -> bool:
+    # Detectron2's anchor generator calls torch.meshgrid(shifts_y, shifts_x) without `indexing`,
+    # relying on the default "ij" (what the warning says will stay available as indexing="ij"):
+    # every train, predict and visualize run printed the UserWarning about that line. Only
+    # this warning is filtered, and only when the installed torch emits it.
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.meshgrid(torch.zeros(1), torch.zeros(1))
+    if not any(re.search(_MESHGRID_INDEXING, str(w.message)) for w in caught):
+        return False
+    warnings.filterwarnings("ignore", message=_MESHGRID_INDEXING, category=UserWarning)
+    return True
+
+
 MEASURES = {
     "detectron2._C": _patch_compiled_ops,
     "PIL.Image.LINEAR": _patch_pil_linear,
     "numpy.int/float/bool": _patch_numpy_aliases,
     "pkg_resources": _patch_pkg_resources,
     "torch.jit.script deprecation warnings": _import_scripting_modules_quietly,
+    "torch.meshgrid indexing warning": _quiet_meshgrid_indexing_warning,
 }
 
 

@@ -182,3 +182,24 @@ def test_import_registers_components():
     assert "build_resnet_unetpp_fpn_backbone" in BACKBONE_REGISTRY
     assert "MaskRCNNPlusPlus" in META_ARCH_REGISTRY
     assert {"dsb2018_train", "dsb2018_val", "dsb2018_test", "dsb2018_all"} <= set(DatasetCatalog.list())
+
+
+def test_meshgrid_indexing_warning_of_detectron2s_anchors_is_not_printed():
+    # Detectron2's anchor generator calls torch.meshgrid without `indexing`; the anchors are the
+    # same either way (the default is "ij"), only the warning goes.
+    make_anchors = """
+import torch
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+gen = DefaultAnchorGenerator(sizes=[[8]], aspect_ratios=[[1.0]], strides=[4], offset=0.0)
+anchors = gen([torch.zeros(1, 1, 2, 3)])[0].tensor
+assert anchors.shape == (6, 4), anchors.shape
+print('CENTRES', (anchors[:, :2] + anchors[:, 2:]).div(2).tolist())
+"""
+    without = run_py(apply_all_but("torch.meshgrid indexing warning") + make_anchors)
+    if "torch.meshgrid" not in without.stderr:
+        pytest.skip("this torch does not warn about meshgrid without indexing")
+    with_it = run_py("import maskrcnnpp\n" + make_anchors)
+    assert with_it.returncode == 0, with_it.stderr
+    assert "torch.meshgrid" not in with_it.stderr
+    centres = [[x, y] for y in (0.0, 4.0) for x in (0.0, 4.0, 8.0)]  # row by row: "ij" grid
+    assert f"CENTRES {centres}" in with_it.stdout and f"CENTRES {centres}" in without.stdout
