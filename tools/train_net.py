@@ -22,11 +22,13 @@ from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp import resolve_config_path  # noqa: E402
 from maskrcnnpp.data import setup_datasets  # noqa: E402
 from maskrcnnpp.engine import NucleiTrainer, UserError, exit_on_user_error, setup_cfg  # noqa: E402
 from maskrcnnpp.engine.setup import offline_variant  # noqa: E402
+from maskrcnnpp.engine.console import keep_long_records_in_the_log_file  # noqa: E402
 from maskrcnnpp.engine.trainer import check_datasets  # noqa: E402
 from maskrcnnpp.inference.predictor import describe_config, load_weights as load_model_weights  # noqa: E402
 
@@ -62,7 +64,14 @@ def write_run_setup(cfg, args) -> None:
     """Detectron2's default_setup: OUTPUT_DIR/config.yaml, log.txt, the environment, seeding."""
     # default_setup logs the config file's text: give it the resolved path, keep the name for messages.
     args.config_file = resolve_config_path(args.config_name)
+    keep_long_records_in_the_log_file(cfg.OUTPUT_DIR, comm.get_rank())
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="maskrcnnpp")  # console and log.txt
+    logging.getLogger("maskrcnnpp").setLevel(logging.INFO)
+    logging.getLogger("maskrcnnpp").info(
+        "%s (%s) on %s, output in %s; environment, config file, full config and model: %s",
+        args.config_name, cfg.MODEL.META_ARCHITECTURE, cfg.MODEL.DEVICE, cfg.OUTPUT_DIR,
+        os.path.join(cfg.OUTPUT_DIR, "log.txt"))
 
 
 def load_weights(cfg, model, args, checkpointer) -> None:

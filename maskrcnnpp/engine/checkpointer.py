@@ -13,16 +13,19 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, Dict, List
+import signal
+import threading
+from typing import Any, Dict, List, Optional
 
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import HookBase
 
 from ..atomic_file import atomic_path
 from .cli import UserError
 
-__all__ = ["NucleiCheckpointer", "PERIODIC_CHECKPOINT"]
+__all__ = ["NucleiCheckpointer", "PERIODIC_CHECKPOINT", "SaveOnStopSignal"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +87,51 @@ class NucleiCheckpointer(DetectionCheckpointer):
             return loaded
         raise UserError(f"cannot resume from {last}: the checkpoint is damaged ({problem}) and {self.save_dir} "
                         "holds no older checkpoint that reads; start afresh without --resume")
+
+
+class SaveOnStopSignal(HookBase):
+    """SIGTERM or Ctrl-C during training: finish the iteration, save a checkpoint, exit quietly.
+
+    Without it a stop lost everything since the last periodic checkpoint (up to
+    ``SOLVER.CHECKPOINT_PERIOD`` iterations) and printed tracebacks. The checkpoint is the one
+    ``--resume`` continues from; the process exits with status 128 + the signal number. A second
+    signal stops at once (the signal's default action).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, checkpointer: DetectionCheckpointer):
+        self._checkpointer = checkpointer
+        self._signum: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self._signum is not None:  # a second signal: stop now
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self._signum = signum
+        logger.warning("%s received: stopping after this iteration, with a checkpoint", signal.Signals(signum).name)
+
+    def before_train(self) -> None:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            return
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def after_step(self) -> None:
+        if self._signum is None:
+            return
+        iteration = self.trainer.iter
+        name = f"model_{iteration:07d}"
+        self._checkpointer.save(name, iteration=iteration)
+        logger.warning("Stopped by %s after iteration %d; saved %s: run the same command with --resume to continue "
+                       "from iteration %d", signal.Signals(self._signum).name, iteration,
+                       os.path.join(self._checkpointer.save_dir, name + ".pth"), iteration + 1)
+        # SystemExit passes Detectron2's `except Exception` in TrainerBase.train (no traceback logged)
+        raise SystemExit(128 + self._signum)
+
+    def after_train(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}

@@ -19,8 +19,9 @@ from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from .checkpointer import NucleiCheckpointer
+from .checkpointer import NucleiCheckpointer, SaveOnStopSignal
 from .cli import UserError
+from .console import EarlyProgressWriter
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class NucleiTrainer(DefaultTrainer):
         if not isinstance(self.checkpointer, NucleiCheckpointer):
             self.checkpointer = NucleiCheckpointer.like(self.checkpointer)
         ret = super().build_hooks()
+        ret = [EarlyProgressWriter(h._writers, h._period) if type(h) is hooks.PeriodicWriter else h for h in ret]
         val = list(self.cfg.DATASETS.VAL)
         period = self.cfg.TEST.EVAL_PERIOD
         # Replace the default EvalHook (which scores DATASETS.TEST) by validation on DATASETS.VAL;
@@ -137,7 +139,7 @@ class NucleiTrainer(DefaultTrainer):
         if not val:
             if period > 0:
                 logger.warning("TEST.EVAL_PERIOD=%d but DATASETS.VAL is empty: no validation, no model_best.pth", period)
-            return ret
+            return ret + [SaveOnStopSignal(self.checkpointer)]
 
         def validate():
             start = time.perf_counter()
@@ -152,7 +154,8 @@ class NucleiTrainer(DefaultTrainer):
             # DefaultTrainer.test keys results by dataset when there are several: select on the first.
             metric = metric if len(val) == 1 else f"{val[0]}/{metric}"
             new.append(KeepBestCheckpointer(period, self.checkpointer, metric, mode="max", file_prefix=BEST_PREFIX))
-        return ret[:writer_at] + new + ret[writer_at:]
+        # last: the step's own hooks (validation, periodic checkpoint) have run when it saves
+        return ret[:writer_at] + new + ret[writer_at:] + [SaveOnStopSignal(self.checkpointer)]
 
     def train(self):
         """Train (DefaultTrainer.train); a fresh run first sets aside an earlier run's files.

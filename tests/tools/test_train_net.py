@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,21 @@ def test_train_checkpoints_validates_and_tests(trained):
     summary = json.loads((out / "inference" / "nuclei_synth_test" / "summary.json").read_text())
     for key in ("score", "iou", "dice", "aji", "pq"):
         assert 0.0 <= summary[key] <= 1.0
+
+
+def test_console_is_short_and_the_log_file_keeps_everything(trained):
+    out, _, _, res = trained
+    log = (out / "log.txt").read_text()
+    for opening in ("Environment info:", "Contents of args.config_file=", "Running with full config:", "Model:"):
+        assert opening not in res.stdout, opening
+        assert opening in log, opening
+    assert f"maskrcnnpp_tiny (MaskRCNNPlusPlus) on cpu, output in {out}; environment, config file, full config and " \
+           f"model: {out / 'log.txt'}" in res.stdout
+    # progress from the first iterations on, then every 20; metrics.json keeps Detectron2's period
+    printed = [int(m) for m in re.findall(r" iter: (\d+) ", res.stdout)]
+    assert printed[:5] == [0, 1, 4, 9, 19], printed
+    assert [m["iteration"] for m in read_metrics(out / "metrics.json") if "total_loss" in m] == [19]
+    assert "torch.meshgrid" not in res.stderr
 
 
 def test_eval_only_reproduces_final_test_metrics(trained):
@@ -150,3 +166,32 @@ def test_invalid_model_option_is_reported_with_its_key(tmp_path):
     res = run(["--config", "maskrcnnpp_tiny", "--device", "cpu", "OUTPUT_DIR", str(tmp_path),
                "MODEL.UNETPP_FPN.WIDTHS", "[16, 32, 64, 64]", *SMALL], {"MASKRCNNPP_CACHE": str(tmp_path / "cache")})
     _assert_clean_error(res, "MODEL.UNETPP_FPN.WIDTHS=[16, 32, 64, 64] must be multiples of 32")
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues_after_it(tmp_path):
+    import signal
+    import time
+
+    env = dict(os.environ, MASKRCNNPP_CACHE=str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    opts = ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "100000", "SOLVER.CHECKPOINT_PERIOD", "100000",
+            "TEST.EVAL_PERIOD", "0", *SMALL]
+    proc = subprocess.Popen([sys.executable, TRAIN_NET, "--config", "maskrcnnpp_tiny", "--device", "cpu", *opts],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    deadline = time.time() + 600
+    metrics = out / "metrics.json"
+    while time.time() < deadline and not (metrics.is_file() and metrics.stat().st_size):  # first line: iteration 19
+        time.sleep(0.5)
+    assert metrics.stat().st_size
+    proc.send_signal(signal.SIGTERM)
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, log[-3000:]
+    assert "Traceback" not in log
+    saved = (out / "last_checkpoint").read_text().strip()
+    stopped_at = int(saved[len("model_"):-len(".pth")])
+    assert stopped_at >= 19 and (out / saved).is_file()  # no periodic checkpoint was due: only this one
+    assert f"Stopped by SIGTERM after iteration {stopped_at}; saved {out / saved}" in log
+    res = run(["--config", "maskrcnnpp_tiny", "--device", "cpu", "--resume", *opts, "SOLVER.MAX_ITER", str(stopped_at + 3)],
+              {"MASKRCNNPP_CACHE": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"Starting training from iteration {stopped_at + 1}" in res.stderr + res.stdout
