@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -47,6 +48,10 @@ def main(argv=None) -> int:
     if args.workers is not None and args.workers < 1:
         print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
+    def stop(signum, frame):  # SIGTERM like Ctrl-C: the pool is terminated and the partial folder removed
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         split = parse_split(args.split)
         result = prepare_dsb2018(
@@ -56,6 +61,9 @@ def main(argv=None) -> int:
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out} is left as it was (the partial conversion is removed)", file=sys.stderr)
+        return 130
     except OSError as e:  # a full or read-only disk: the partial output is already removed
         if e.errno not in DISK_ERRNOS:
             raise

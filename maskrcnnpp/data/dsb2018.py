@@ -30,6 +30,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import time
 import uuid
 import zipfile
@@ -468,6 +469,12 @@ _WORKER: dict = {}
 
 
 def _init_worker(source: _Source, images_dir: str, compress_level: int) -> None:
+    # Ctrl-C reaches the whole process group: the parent alone stops the pool, instead of every
+    # worker printing a KeyboardInterrupt traceback; the pool's terminate() (SIGTERM) then ends
+    # the workers quietly, whatever handler a forked worker inherited from its parent
+    if mp.current_process().name != "MainProcess":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _WORKER.update(source=source, images_dir=images_dir, compress_level=compress_level)
 
 

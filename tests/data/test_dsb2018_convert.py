@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 from pathlib import Path
 
 import cv2
@@ -402,3 +403,31 @@ def test_cli_full_disk_and_bad_workers_are_one_line_and_leave_nothing(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device (the disk is full" in err and "Traceback" not in err
     assert os.listdir(tmp_path / "data") == []  # the partial dataset folder is removed
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_stopped_by_a_signal_is_quiet_and_leaves_nothing(tmp_path, signum):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    samples = {f"img{i:03d}": (rgba(256, 256, i), [box_mask(256, 256, 8 * k, 8 * k + 6, 8 * k, 8 * k + 6) for k in range(30)])
+               for i in range(150)}
+    src = write_kaggle_source(tmp_path / "src", samples, as_zip=True)
+    out = tmp_path / "data" / "out"
+    script = Path(__file__).resolve().parents[2] / "datasets" / "prepare_dsb2018.py"
+    # its own process group, as a terminal's Ctrl-C reaches the whole group (workers too)
+    proc = subprocess.Popen([sys.executable, str(script), "--src", str(src), "--out", str(out), "--workers", "2",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "data").glob(".out.partial-*/images/*.png")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the conversion ended before it could be interrupted"
+    os.killpg(proc.pid, signum) if signum == signal.SIGINT else proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert err.strip() == f"interrupted: {out} is left as it was (the partial conversion is removed)"
+    assert os.listdir(tmp_path / "data") == []
