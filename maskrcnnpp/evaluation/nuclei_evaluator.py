@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional
 
@@ -75,6 +76,21 @@ class _NucleiCOCOEvaluator(COCOEvaluator):
             for res in results:
                 res["category_id"] = id_map[res["category_id"]]
         self._predictions.append({"image_id": image_id, "instances": results})
+
+    # what COCOEvaluator writes into output_dir, in place (not through a temporary file)
+    WRITTEN = ("instances_predictions.pth", "coco_instances_results.json")
+
+    def evaluate(self, img_ids=None):
+        """COCOEvaluator.evaluate; a failed write (a full disk) leaves none of its files half-written."""
+        started = time.time()
+        try:
+            return super().evaluate(img_ids)
+        except OSError:
+            for name in self.WRITTEN if self._output_dir else ():
+                path = os.path.join(self._output_dir, name)
+                if os.path.isfile(path) and os.path.getmtime(path) >= started - 1:  # this evaluation's
+                    os.remove(path)
+            raise
 
     def _eval_predictions(self, predictions, img_ids=None) -> None:
         self._img_ids = img_ids

@@ -1,6 +1,7 @@
 """NucleiEvaluator end to end on tiny datasets registered here (perfect, empty, thresholded outputs)."""
 import csv
 import json
+import os
 import math
 import uuid
 
@@ -111,6 +112,29 @@ def test_perfect_predictions_score_one_everywhere(tiny_dataset, tmp_path):
         rows = list(csv.DictReader(f))
     assert [(r["image_id"], r["num_gt"], float(r["score"])) for r in rows] == [("1", "3", 1.0), ("2", "1", 1.0), ("3", "0", 1.0)]
     assert (out_dir / "coco_instances_results.json").is_file()  # COCOEvaluator's own dump
+
+
+def test_a_full_disk_leaves_no_half_written_coco_files(tiny_dataset, tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    name, gt = tiny_dataset
+    out_dir = tmp_path / "eval"
+    evaluator = NucleiEvaluator(name, get_maskrcnnpp_cfg(), str(out_dir))
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):  # Detectron2 saves instances_predictions.pth through an open file
+        real_save(obj, f, *args, **kwargs)
+        f.flush()
+        f.truncate(3)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run(evaluator, {i: {"instances": make_instances(gt_masks(gt, i), SIZES[i])} for i in SIZES})
+    assert not (out_dir / "instances_predictions.pth").exists()
+    assert not any(p.name.startswith((".partial-", ".tmp")) for p in out_dir.iterdir())
 
 
 def test_empty_predictions(tiny_dataset, tmp_path):
