@@ -56,6 +56,12 @@ def setup(args):
     if args.eval_only and not weights and not args.resume:
         raise UserError("--eval-only scores trained weights: give MODEL.WEIGHTS path/to/model_final.pth "
                         "(or --resume with the run's OUTPUT_DIR)")
+    if not args.eval_only:  # (--eval-only builds its model before writing anything anyway)
+        # a MODEL.* value the model refuses fails here, not after config.yaml was rewritten
+        probe = cfg.clone()
+        probe.defrost()
+        probe.MODEL.DEVICE = "cpu"
+        build_or_explain(NucleiTrainer.build_model, probe)
     args.config_name = args.config_file
     return cfg
 

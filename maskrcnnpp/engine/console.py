@@ -39,7 +39,12 @@ def keep_long_records_in_the_log_file(output_dir: str, rank: int) -> None:
 
 class EarlyProgressWriter(hooks.PeriodicWriter):
     """Detectron2's PeriodicWriter (every ``period`` iterations) that also prints the console
-    progress line after iterations 1, 2, 5 and 10; metrics.json and TensorBoard keep their period."""
+    progress line after iterations 1, 2, 5 and 10; metrics.json and TensorBoard keep their period.
+
+    At the end of training the console line is not printed a second time for an iteration it was
+    just printed for: Detectron2's ETA then divides by zero, and that ZeroDivisionError replaced
+    the real reason a run stopped (an exception, or SIGTERM's exit) right after a progress line.
+    """
 
     EARLY = (0, 1, 4, 9)  # iteration indices
 
@@ -50,3 +55,10 @@ class EarlyProgressWriter(hooks.PeriodicWriter):
             for writer in self._writers:
                 if isinstance(writer, CommonMetricPrinter):
                     writer.write()
+
+    def after_train(self) -> None:
+        for writer in self._writers:
+            last = getattr(writer, "_last_write", None)  # CommonMetricPrinter's (iteration, time)
+            if not (isinstance(writer, CommonMetricPrinter) and last and last[0] == self.trainer.storage.iter):
+                writer.write()
+            writer.close()
