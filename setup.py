@@ -31,5 +31,5 @@ setup(
         "tensorboard>=2.8",
         "Pillow>=9.0",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "shapely>=2"]},  # shapely: Detectron2's own tests
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -178,6 +179,71 @@ def _quiet_meshgrid_indexing_warning() -> bool:
     return True
 
 
+def _patch_map_dataset_fallback() -> bool:
+    # detectron2.data.common.MapDataset, when a mapper returns None (skips an image), picks another
+    # index with random.sample(<set>): a TypeError since Python 3.11, so any mapper that skips an
+    # image crashed training (upstream's own test_map_style). The set is sorted for the draw, as
+    # Detectron2 did later; same seeded generator, so the choice stays deterministic.
+    if importlib.util.find_spec("detectron2") is None:
+        return False
+    from detectron2.data.common import MapDataset
+
+    try:
+        MapDataset([0, 1], lambda x: None if x == 0 else x)[0]
+        return False
+    except TypeError:
+        pass
+    original = MapDataset.__getitem__
+
+    def __getitem__(self, idx):
+        retry_count = 0
+        cur_idx = int(idx)
+        while True:
+            data = self._map_func(self._dataset[cur_idx])
+            if data is not None:
+                self._fallback_candidates.add(cur_idx)
+                return data
+            retry_count += 1
+            self._fallback_candidates.discard(cur_idx)
+            cur_idx = self._rng.sample(sorted(self._fallback_candidates), k=1)[0]
+            if retry_count >= 3:
+                logging.getLogger("detectron2.data.common").warning(
+                    "Failed to apply `_map_func` for idx: %s, retry count: %s", idx, retry_count)
+
+    __getitem__.__doc__ = original.__doc__
+    MapDataset.__getitem__ = __getitem__
+    return True
+
+
+def _patch_lr_scheduler_hook_state() -> bool:
+    # detectron2.engine.hooks.LRScheduler saves and restores the scheduler's state only for
+    # torch.optim.lr_scheduler._LRScheduler subclasses; torch's own schedulers derive from
+    # LRScheduler since torch 2.0, so --resume restarted their schedule at 0 without a word
+    # (upstream's test_checkpoint_resume: 0 != 12). The check is widened to LRScheduler.
+    if importlib.util.find_spec("detectron2") is None:
+        return False
+    import torch
+    from detectron2.engine import hooks
+
+    base = getattr(torch.optim.lr_scheduler, "LRScheduler", None)
+    probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(probe, step_size=1)
+    if base is None or hooks.LRScheduler(probe, scheduler).state_dict():
+        return False
+
+    def state_dict(self):
+        return self.scheduler.state_dict() if isinstance(self.scheduler, base) else {}
+
+    def load_state_dict(self, state_dict):
+        if isinstance(self.scheduler, base):
+            logging.getLogger("detectron2.engine.hooks").info("Loading scheduler from state_dict ...")
+            self.scheduler.load_state_dict(state_dict)
+
+    hooks.LRScheduler.state_dict = state_dict
+    hooks.LRScheduler.load_state_dict = load_state_dict
+    return True
+
+
 MEASURES = {
     "detectron2._C": _patch_compiled_ops,
     "PIL.Image.LINEAR": _patch_pil_linear,
@@ -185,6 +251,8 @@ MEASURES = {
     "pkg_resources": _patch_pkg_resources,
     "torch.jit.script deprecation warnings": _import_scripting_modules_quietly,
     "torch.meshgrid indexing warning": _quiet_meshgrid_indexing_warning,
+    "MapDataset fallback on Python >= 3.11": _patch_map_dataset_fallback,
+    "LRScheduler hook state of torch schedulers": _patch_lr_scheduler_hook_state,
 }
 
 

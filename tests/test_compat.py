@@ -203,3 +203,49 @@ print('CENTRES', (anchors[:, :2] + anchors[:, 2:]).div(2).tolist())
     assert "torch.meshgrid" not in with_it.stderr
     centres = [[x, y] for y in (0.0, 4.0) for x in (0.0, 4.0, 8.0)]  # row by row: "ij" grid
     assert f"CENTRES {centres}" in with_it.stdout and f"CENTRES {centres}" in without.stdout
+
+
+def test_map_dataset_falls_back_to_another_image_when_the_mapper_skips_one():
+    # Detectron2 v0.6 draws the fallback with random.sample(<set>): a TypeError on Python >= 3.11
+    skip_two = """
+from detectron2.data.common import MapDataset
+ds = MapDataset([1, 2, 3], lambda x: None if x == 2 else 2 * x)
+picks = {ds[1] for _ in range(20)}
+assert ds[0] == 2 and ds[2] == 6 and picks <= {2, 6}, picks
+print('FALLBACK-OK')
+"""
+    without = run_py(apply_all_but("MapDataset fallback on Python >= 3.11") + skip_two)
+    if without.returncode == 0:
+        pytest.skip("this Python samples from sets")
+    assert "Population must be a sequence" in without.stderr, without.stderr
+    with_it = run_py("import maskrcnnpp\n" + skip_two)
+    assert with_it.returncode == 0 and "FALLBACK-OK" in with_it.stdout, with_it.stderr
+
+
+def test_resume_restores_the_state_of_torchs_own_lr_schedulers():
+    # Detectron2 v0.6's LRScheduler hook kept state only for _LRScheduler subclasses; StepLR and
+    # the other torch schedulers derive from LRScheduler since torch 2.0
+    resume = """
+import torch
+from detectron2.engine import hooks
+def hook_at(steps):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+    for _ in range(steps):
+        opt.step(); sched.step()
+    return hooks.LRScheduler(opt, sched), opt
+saved, saved_opt = hook_at(7)
+fresh, opt = hook_at(0)
+opt.load_state_dict(saved_opt.state_dict())  # a checkpoint restores both, as the trainer's does
+fresh.load_state_dict(saved.state_dict())
+fresh.scheduler.step()  # the 8th step: lr 1.0 * 0.5 ** (8 // 3)
+print('EPOCH', fresh.scheduler.last_epoch, 'LR', opt.param_groups[0]['lr'])
+"""
+    without = run_py(apply_all_but("LRScheduler hook state of torch schedulers") + resume)
+    assert without.returncode == 0, without.stderr
+    if "EPOCH 8" in without.stdout:
+        pytest.skip("this Detectron2 keeps the state of torch's schedulers")
+    assert "EPOCH 1 " in without.stdout  # restarted at 0, silently
+    with_it = run_py("import maskrcnnpp\n" + resume)
+    assert with_it.returncode == 0, with_it.stderr
+    assert "EPOCH 8 LR 0.25" in with_it.stdout, with_it.stdout
