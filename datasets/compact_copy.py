@@ -6,7 +6,7 @@
 Grey images (R = G = B) are written as single-channel PNG, which Detectron2 reads back to the same
 RGB pixels (each written image is checked); only annotations/{train,val,test}.json (or --splits)
 and the images they name are copied. Train and score on the copy with
-`DATASETS.NUCLEI.DSB2018_ROOT OUT` as on the original. The stage1_train copy is ~49 MB (89 MB
+`DATASETS.NUCLEI.DSB2018_ROOT OUT` as on the original. The stage1_train copy is ~51 MB (89 MB
 prepared).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from maskrcnnpp.data.compact import compact_copy  # noqa: E402
 from maskrcnnpp.data.dsb2018 import DatasetError  # noqa: E402
+from maskrcnnpp.engine.cli import DISK_ERRNOS, disk_error_message  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -34,6 +35,9 @@ def main(argv=None) -> int:
         record = compact_copy(args.src, args.out, args.splits)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an image listed but missing, a full or read-only disk: the partial copy is removed
+        print(f"error: {disk_error_message(e) if e.errno in DISK_ERRNOS else e}", file=sys.stderr)
         return 2
     print(f"{args.out}: {record['images']} images ({record['grey_as_single_channel']} grey as single channel), "
           f"{record['bytes'] / 1e6:.1f} MB")

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     def stop(signum, frame):  # SIGTERM like Ctrl-C: the pool is terminated and the partial folder removed
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         split = parse_split(args.split)
         result = prepare_dsb2018(
@@ -69,6 +69,8 @@ def main(argv=None) -> int:
             raise
         print(f"error: {disk_error_message(e)}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     counts = result.manifest["counts"]
     parts = ", ".join(f"{name} {c['images']}/{c['annotations']}" for name, c in counts["splits"].items())
     corrections = ", ".join(f"{k} x{v}" for k, v in counts["corrections"].items()) or "none"

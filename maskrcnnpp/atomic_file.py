@@ -34,6 +34,10 @@ def atomic_path(path: str) -> Iterator[str]:
         os.chmod(tmp, default_file_mode())
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if not e.filename:  # a failed write() or close() (a full disk) names no file: name the one written
+            e.filename = path
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -125,6 +125,14 @@ def run(args: argparse.Namespace) -> dict:
     out_dir = args.out or os.path.dirname(os.path.abspath(args.pred))
     with tempfile.TemporaryDirectory(prefix="maskrcnnpp_evaluate_") as workdir:
         name = _register_ground_truth(gt, args.gt, args.images, fills, workdir)
+        if args.only_predicted_images:  # summary.json's "dataset" says what was scored
+            registered = name
+            name = f"{registered} (only the {len(predicted)} of {total} images with predictions)"
+            DatasetCatalog.register(name, DatasetCatalog.get(registered).copy)
+            MetadataCatalog.get(name).set(**{k: v for k, v in MetadataCatalog.get(registered).as_dict().items()
+                                              if k != "name"})
+            DatasetCatalog.remove(registered)
+            MetadataCatalog.remove(registered)
         try:
             evaluator = NucleiEvaluator(
                 name,

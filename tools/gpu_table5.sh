@@ -56,6 +56,7 @@ for name in ITERS EVALS DEADLINE REFRESH; do
     echo "error: $name must be a whole number >= 1, got '$value'" >&2; exit 2
   fi
 done
+[ -n "${SEEDS// /}" ] || { echo "error: SEEDS is empty" >&2; exit 2; }
 for seed in $SEEDS; do
   [[ "$seed" =~ ^[0-9]+$ ]] || { echo "error: SEEDS must be whole numbers, got '$seed'" >&2; exit 2; }
 done
@@ -65,7 +66,8 @@ NJOBS=$(wc -w <<<"$CONFIGS")
 mkdir -p "$RUNS" "$RESULTS" || { echo "error: cannot create $RUNS or $RESULTS" >&2; exit 2; }
 RUNS=$(cd "$RUNS" && pwd) RESULTS=$(cd "$RESULTS" && pwd)
 STATUS="$RESULTS/status.txt"
-: >"$STATUS" || { echo "error: $RESULTS is not writable" >&2; exit 2; }
+# appended: a rerun that resumes the runs keeps the earlier command's account above its own
+echo "----- $(date -u '+%Y-%m-%d %H:%M:%S UTC')" >>"$STATUS" || { echo "error: $RESULTS is not writable" >&2; exit 2; }
 note() { echo "[$(printf '%4d' "$SECONDS") s] $*" | tee -a "$STATUS"; }
 fail() { note "error: $*"; exit 2; }
 note "gpu_table5 $MODE: configs '$CONFIGS', seeds '$SEEDS', $ITERS iterations, $EVALS validation(s), device $DEVICE, deadline ${DEADLINE} s"
@@ -106,10 +108,11 @@ EOF
 
 refresh() {
   "$PY" tools/seed_table.py "$RUNS" --out "$RESULTS" >/dev/null 2>>"$STATUS" || note "tools/seed_table.py failed"
+  # logs grow while they are archived: tar says so with status 1, and the archive is still good
   (cd "$RUNS" && find . \( -name log.txt -o -name metrics.json -o -name result.json -o -name budget.json \
       -o -name model_best.json -o -name 'experiment.*' -o -name 'seed*.log' \) -print0 \
-      | tar --null -czf "$RESULTS/.logs.tar.gz.tmp" -T - 2>/dev/null) \
-    && mv "$RESULTS/.logs.tar.gz.tmp" "$RESULTS/logs.tar.gz"
+      | tar --null --warning=no-file-changed -czf "$RESULTS/.logs.tar.gz.tmp" -T - 2>/dev/null
+   [ $? -le 1 ]) && mv "$RESULTS/.logs.tar.gz.tmp" "$RESULTS/logs.tar.gz"
   if [ "$DEVICE" = cuda ] && command -v nvidia-smi >/dev/null; then
     note "gpu $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader | head -1)"
   fi

@@ -10,6 +10,7 @@ a resume warns with its name and falls back to the newest periodic checkpoint th
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -50,8 +51,10 @@ class NucleiCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
-        with atomic_path(save_file) as tmp:
-            torch.save(data, tmp)
+        # through a Python file: torch's own path writer reports a full disk as a RuntimeError
+        # without errno ("unexpected pos"), a file object as the OSError it is
+        with atomic_path(save_file) as tmp, open(tmp, "wb") as f:
+            torch.save(data, f)
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
@@ -68,6 +71,9 @@ class NucleiCheckpointer(DetectionCheckpointer):
         return [path for _, path in sorted(found, reverse=True)]
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        for stale in (glob.glob(os.path.join(self.save_dir, ".partial-*.pth")) if self.save_dir else []):
+            os.remove(stale)  # a save cut by a kill -9 (an R-101 one is ~0.5 GB)
+            logger.info("Removed %s, a checkpoint whose writing was cut off", stale)
         if not (resume and self.has_checkpoint()):
             return self.load(path, checkpointables=[])
         last = self.get_checkpoint_file()
@@ -104,22 +110,45 @@ class SaveOnStopSignal(HookBase):
         self._checkpointer = checkpointer
         self._signum: Optional[int] = None
         self._previous: Dict[int, Any] = {}
+        self._pid = os.getpid()
+        self._in_iterations = False  # between the first before_step and the end of the loop
+
+    def _restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:
+        if os.getpid() != self._pid:  # a data-loader worker forked while the handler was set: the trainer stops it
+            return
+        name = signal.Signals(signum).name
         if self._signum is not None:  # a second signal: stop now
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        if not self._in_iterations:  # before the first or after the last step (the final validation): nothing to save
+            self._restore()
+            logger.warning("%s received outside the training iterations: stopping now; the checkpoints written "
+                           "so far are kept", name)
+            raise SystemExit(128 + signum)
         self._signum = signum
-        logger.warning("%s received: stopping after this iteration, with a checkpoint", signal.Signals(signum).name)
+        logger.warning("%s received: stopping after this iteration, with a checkpoint", name)
 
     def before_train(self) -> None:
         if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
             return
+        self._pid = os.getpid()
         for signum in self.SIGNALS:
+            if signal.getsignal(signum) is signal.SIG_IGN:  # e.g. SIGINT of a job started in the background
+                continue
             self._previous[signum] = signal.signal(signum, self._handle)
 
+    def before_step(self) -> None:
+        self._in_iterations = True
+
     def after_step(self) -> None:
+        if self.trainer.iter + 1 >= self.trainer.max_iter:
+            self._in_iterations = False  # what follows (the final validation) is stopped at once
         if self._signum is None:
             return
         iteration = self.trainer.iter
@@ -132,6 +161,5 @@ class SaveOnStopSignal(HookBase):
         raise SystemExit(128 + self._signum)
 
     def after_train(self) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous = {}
+        self._in_iterations = False
+        self._restore()

@@ -18,7 +18,7 @@ class UserError(Exception):
 DISK_ERRNOS = {errno.ENOSPC: "the disk is full: free space and run the same command again",
                errno.EDQUOT: "the disk quota is used up: free space and run the same command again",
                errno.EROFS: "the file system is read-only: choose another output folder",
-               errno.EACCES: "no permission: choose another output folder or change its permissions"}
+               errno.EACCES: "no permission: check the permissions of the file or folder"}
 
 
 def disk_error_message(e: OSError) -> str:
@@ -71,6 +71,8 @@ def ensure_output_dir(path: str, option: str, create: bool = True) -> str:
     if not create:
         existing = os.path.abspath(path)
         while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+            if os.path.exists(existing):
+                raise UserError(f"{option} {path}: {existing} exists and is not a folder")
             existing = os.path.dirname(existing)
         _check_writable(existing, option, path, exists=existing == os.path.abspath(path))
         return path

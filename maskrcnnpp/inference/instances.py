@@ -91,7 +91,11 @@ def crops_from_unpasted_instances(results, height: int, width: int, score_thresh
     mask into a full ``height x width`` array at once: 500 masks of a 3000 x 3000 image are 4.5 GB.
     Here boxes are scaled, clipped and filtered by ``detector_postprocess`` itself (masks left out),
     and each kept mask is pasted into its box only, by Detectron2's own ``_do_paste_mask`` (the
-    ``skip_empty`` path its CPU paste takes), with the same ``>= mask_thresh`` rule.
+    ``skip_empty`` path its CPU paste takes), with the same ``>= mask_thresh`` rule: identical to
+    Detectron2 on the CPU. On CUDA Detectron2 pastes the whole image, where bilinear tails reach a
+    few pixels past boxes wider or taller than 84 px with values below 0.5; so results are also
+    identical there at ``mask_thresh >= 0.5`` (the default), while a lower threshold keeps that thin
+    rim in Detectron2's paste and not here.
     """
     from detectron2.layers.mask_ops import _do_paste_mask
     from detectron2.modeling.postprocessing import detector_postprocess

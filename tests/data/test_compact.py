@@ -92,3 +92,17 @@ def test_cli_error_is_one_line_and_status_2(prepared, tmp_path):
                           "--out", str(tmp_path / "c")], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "10 images (6 grey as single channel)" in res.stdout
+
+
+def test_cli_missing_image_is_one_line_and_leaves_nothing(prepared, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(prepared, broken)
+    victim = sorted((broken / "images").iterdir())[0]
+    victim.unlink()
+    res = subprocess.run([sys.executable, str(REPO / "datasets" / "compact_copy.py"), "--src", str(broken),
+                          "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: ") and victim.name in res.stderr and res.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]

@@ -418,9 +418,10 @@ def test_cli_stopped_by_a_signal_is_quiet_and_leaves_nothing(tmp_path, signum):
     out = tmp_path / "data" / "out"
     script = Path(__file__).resolve().parents[2] / "datasets" / "prepare_dsb2018.py"
     # its own process group, as a terminal's Ctrl-C reaches the whole group (workers too)
+    # SIGINT as a terminal gives it: a test run started in the background inherits it ignored
     proc = subprocess.Popen([sys.executable, str(script), "--src", str(src), "--out", str(out), "--workers", "2",
                              "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "data").glob(".out.partial-*/images/*.png")):
         time.sleep(0.05)

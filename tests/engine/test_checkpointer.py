@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from detectron2.engine import HookBase
 
 from maskrcnnpp.engine import UserError
 from maskrcnnpp.engine.checkpointer import NucleiCheckpointer
@@ -43,14 +44,16 @@ def test_a_save_cut_by_a_full_disk_leaves_the_last_complete_checkpoint_tagged(tm
     real_save = torch.save
 
     def full_disk(obj, f, *a, **k):
+        assert hasattr(f, "write"), "saved through a path: torch then reports ENOSPC as a RuntimeError, no errno"
         real_save(obj, f, *a, **k)  # the bytes go out, then the disk fills before the file is complete
-        with open(f, "r+b") as out:
-            out.truncate(10)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f)
+        f.flush()
+        f.truncate(10)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() raises it: no file name
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as err:
         save_at(ck, 19)
+    assert err.value.filename == str(tmp_path / "model_0000019.pth")  # named for the one error line
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]  # no partial file
     assert ck.get_checkpoint_file() == str(tmp_path / "model_0000009.pth")
 
@@ -97,3 +100,64 @@ def test_the_trainer_saves_through_it(tmp_path):
     assert isinstance(trainer.checkpointer, NucleiCheckpointer)
     periodic = [h for h in trainer._hooks if type(h).__name__ == "PeriodicCheckpointer"]
     assert periodic and all(h.checkpointer is trainer.checkpointer for h in periodic)
+
+
+def test_a_stale_partial_checkpoint_is_removed_when_the_run_resumes(tmp_path):
+    ck = checkpointer(tmp_path)
+    save_at(ck, 9)
+    (tmp_path / ".partial-abc.pth").write_bytes(b"cut by kill -9")
+    checkpointer(tmp_path).resume_or_load("", resume=True)
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]
+
+
+class _SignalDuring(HookBase):
+    """Sends this process ``signum`` in the given phase (after step 1, or in after_train like the final validation)."""
+
+    def __init__(self, signum, phase):
+        self.signum, self.phase = signum, phase
+
+    def after_step(self):
+        if self.phase == "step" and self.trainer.iter == 1:
+            os.kill(os.getpid(), self.signum)
+
+    def after_train(self):
+        if self.phase == "final validation":
+            os.kill(os.getpid(), self.signum)
+            raise AssertionError("the final validation ran to its end after the signal")
+
+
+@pytest.mark.parametrize("phase", ["step", "final validation"])
+def test_a_stop_signal_saves_within_the_iterations_and_stops_at_once_after_them(tmp_path, phase):
+    import signal
+
+    from detectron2.engine import SimpleTrainer
+
+    from maskrcnnpp.engine.checkpointer import SaveOnStopSignal
+
+    model = torch.nn.Linear(2, 1)
+    data = iter(lambda: torch.zeros(1, 2), None)
+    trainer = SimpleTrainer(lambda_model(model), data, torch.optim.SGD(model.parameters(), lr=0.1))
+    ck = NucleiCheckpointer(model, str(tmp_path), trainer=trainer)
+    # the signal hook first: Detectron2's EvalHook (the final validation) comes before it in after_train
+    trainer.register_hooks([_SignalDuring(signal.SIGTERM, phase), SaveOnStopSignal(ck)])
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        trainer.train(0, 4)
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    if phase == "step":
+        assert ck.get_checkpoint_file() == str(tmp_path / "model_0000001.pth")  # the iteration in progress
+    else:
+        assert not ck.has_checkpoint()  # nothing was due: stopped at once
+
+
+def lambda_model(model):
+    class Loss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, batch):
+            return {"loss": self.inner(batch).pow(2).sum()}
+
+    return Loss()

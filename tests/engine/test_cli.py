@@ -55,3 +55,9 @@ def test_a_writable_folder_is_made_and_left_empty(tmp_path):
     assert os.listdir(tmp_path / "a" / "b") == []
     assert ensure_output_dir(str(tmp_path / "c"), "--out", create=False) == str(tmp_path / "c")
     assert not (tmp_path / "c").exists()
+
+
+def test_a_path_under_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(UserError, match=r"afile/sub: .*afile exists and is not a folder"):
+        ensure_output_dir(str(tmp_path / "afile" / "sub"), "--out", create=False)

@@ -194,6 +194,7 @@ def test_predictions_for_some_images_warn_and_can_be_scored_alone(synthetic_file
     assert "scoring the 1 of 2 ground-truth images that have predictions" in res.stderr
     alone = json.loads((tmp_path / "alone" / "summary.json").read_text())
     assert alone["num_images"] == 1 and alone["score"] == 1.0  # image 2 (no nuclei, no predictions) left out
+    assert alone["dataset"] == f"{gt_path} (only the 1 of 2 images with predictions)"  # a partial score says so
     with open(tmp_path / "alone" / "per_image.csv") as f:
         assert len(list(csv.DictReader(f))) == 1
 
