@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from maskrcnnpp.data.dsb2018 import DatasetError, parse_split, prepare_dsb2018  # noqa: E402
-from maskrcnnpp.engine.cli import DISK_ERRNOS, disk_error_message  # noqa: E402
+from maskrcnnpp.engine.cli import report_disk_error  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,10 +65,7 @@ def main(argv=None) -> int:
         print(f"interrupted: {args.out} is left as it was (the partial conversion is removed)", file=sys.stderr)
         return 130
     except OSError as e:  # a full or read-only disk: the partial output is already removed
-        if e.errno not in DISK_ERRNOS:
-            raise
-        print(f"error: {disk_error_message(e)}", file=sys.stderr)
-        return 2
+        return report_disk_error(e)
     finally:
         signal.signal(signal.SIGTERM, previous)
     counts = result.manifest["counts"]

@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import random
 import re
 import sys
 import types
@@ -193,26 +194,25 @@ def _patch_map_dataset_fallback() -> bool:
         return False
     except TypeError:
         pass
-    original = MapDataset.__getitem__
+    original_init = MapDataset.__init__
 
-    def __getitem__(self, idx):
-        retry_count = 0
-        cur_idx = int(idx)
-        while True:
-            data = self._map_func(self._dataset[cur_idx])
-            if data is not None:
-                self._fallback_candidates.add(cur_idx)
-                return data
-            retry_count += 1
-            self._fallback_candidates.discard(cur_idx)
-            cur_idx = self._rng.sample(sorted(self._fallback_candidates), k=1)[0]
-            if retry_count >= 3:
-                logging.getLogger("detectron2.data.common").warning(
-                    "Failed to apply `_map_func` for idx: %s, retry count: %s", idx, retry_count)
+    def __init__(self, dataset, map_func):
+        original_init(self, dataset, map_func)
+        rng = _SetSamplingRandom()
+        rng.setstate(self._rng.getstate())  # the same seeded draws as upstream's generator
+        self._rng = rng
 
-    __getitem__.__doc__ = original.__doc__
-    MapDataset.__getitem__ = __getitem__
+    MapDataset.__init__ = __init__
     return True
+
+
+class _SetSamplingRandom(random.Random):
+    """random.Random whose ``sample`` also takes a set (sorted first), as it did before Python 3.11."""
+
+    def sample(self, population, k, **kwargs):
+        if isinstance(population, (set, frozenset)):
+            population = sorted(population)
+        return super().sample(population, k, **kwargs)
 
 
 def _patch_lr_scheduler_hook_state() -> bool:

@@ -32,7 +32,7 @@ from tabulate import tabulate  # noqa: E402
 
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
 from maskrcnnpp.engine import UserError, check_threshold, ensure_output_dir  # noqa: E402
-from maskrcnnpp.engine.cli import DISK_ERRNOS, disk_error_message  # noqa: E402
+from maskrcnnpp.engine.cli import report_disk_error  # noqa: E402
 from maskrcnnpp.evaluation import NucleiEvaluationInputError, NucleiEvaluator  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results  # noqa: E402
 
@@ -76,12 +76,13 @@ def only_images(gt: dict, image_ids) -> dict:
             "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}
 
 
-def _register_ground_truth(gt: dict, gt_path: str, images_dir, fills: dict, workdir: str) -> str:
-    """Register the (completed) ground truth as a Detectron2 dataset named by its file; return the name.
+def _register_ground_truth(gt: dict, gt_path: str, images_dir, fills: dict, workdir: str, part: str = "") -> str:
+    """Register the (completed) ground truth as a Detectron2 dataset named by its file (and
+    ``part``, what of it is scored); return the name.
 
     The name is what summary.json records as its ``dataset``: the ground-truth file scored.
     """
-    name = os.path.abspath(gt_path)
+    name = os.path.abspath(gt_path) + part
     image_root = images_dir or default_image_root(gt_path)
     if any(fills.values()):  # derived fields were added (or images left out): score against the completed copy
         gt_path = os.path.join(workdir, "ground_truth.json")
@@ -124,15 +125,8 @@ def run(args: argparse.Namespace) -> dict:
               "scores the predicted ones alone)", file=sys.stderr)
     out_dir = args.out or os.path.dirname(os.path.abspath(args.pred))
     with tempfile.TemporaryDirectory(prefix="maskrcnnpp_evaluate_") as workdir:
-        name = _register_ground_truth(gt, args.gt, args.images, fills, workdir)
-        if args.only_predicted_images:  # summary.json's "dataset" says what was scored
-            registered = name
-            name = f"{registered} (only the {len(predicted)} of {total} images with predictions)"
-            DatasetCatalog.register(name, DatasetCatalog.get(registered).copy)
-            MetadataCatalog.get(name).set(**{k: v for k, v in MetadataCatalog.get(registered).as_dict().items()
-                                              if k != "name"})
-            DatasetCatalog.remove(registered)
-            MetadataCatalog.remove(registered)
+        part = f" (only the {len(predicted)} of {total} images with predictions)" if args.only_predicted_images else ""
+        name = _register_ground_truth(gt, args.gt, args.images, fills, workdir, part)
         try:
             evaluator = NucleiEvaluator(
                 name,
@@ -175,10 +169,7 @@ def main(argv=None) -> int:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:  # a full or read-only disk
-        if e.errno not in DISK_ERRNOS:
-            raise
-        print(f"evaluate.py: error: {disk_error_message(e)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_disk_error(e, "evaluate.py: error: ")
     print(_table(results))
     print(f"\nwrote {os.path.join(out_dir, 'summary.json')} and {os.path.join(out_dir, 'per_image.csv')}")
     return 0

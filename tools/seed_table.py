@@ -18,17 +18,14 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from maskrcnnpp.atomic_file import atomic_path  # noqa: E402
 from maskrcnnpp.benchmark.seed_table import seed_table, seed_table_markdown  # noqa: E402
 from maskrcnnpp.engine import ensure_output_dir, exit_on_user_error  # noqa: E402
 
 
 def _replace(path: str, text: str) -> None:
-    # a name of this process (the table may be rewritten while another copy reads it), opened
-    # plainly so the file gets the umask's mode
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 @exit_on_user_error

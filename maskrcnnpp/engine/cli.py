@@ -27,6 +27,14 @@ def disk_error_message(e: OSError) -> str:
     return f"{where}{e.strerror or e} ({DISK_ERRNOS[e.errno]})"
 
 
+def report_disk_error(e: OSError, prefix: str = "error: ") -> int:
+    """Print the one line of an OSError of :data:`DISK_ERRNOS` and return exit status 2; re-raise any other."""
+    if e.errno not in DISK_ERRNOS:
+        raise e
+    print(f"{prefix}{disk_error_message(e)}", file=sys.stderr)
+    return 2
+
+
 def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
     """Decorator for CLI entry points: a :class:`UserError`, or a full / read-only disk, prints
     ``error: <message>`` and exits 2 (files being written are removed by their atomic writers)."""
@@ -39,10 +47,7 @@ def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except OSError as e:
-            if e.errno not in DISK_ERRNOS:
-                raise
-            print(f"error: {disk_error_message(e)}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(report_disk_error(e))
 
     return wrapper
 
