@@ -80,6 +80,14 @@ def write_run_setup(cfg, args) -> None:
         os.path.join(cfg.OUTPUT_DIR, "log.txt"))
 
 
+def cannot_download(weights: str, e: Exception, args) -> UserError:
+    """The error for MODEL.WEIGHTS that cannot be downloaded: it names the offline config to use."""
+    return UserError(
+        f"cannot download MODEL.WEIGHTS={weights} ({type(e).__name__}: {e}). Offline, train from scratch "
+        f"with --config {offline_variant(getattr(args, 'config_name', args.config_file))}, or pass MODEL.WEIGHTS "
+        "path/to/local.pkl")
+
+
 def load_weights(cfg, model, args, checkpointer) -> None:
     """Training: load MODEL.WEIGHTS (or resume); a download failure names the offline config to use.
     Weights that fill only part of the model are allowed here (e.g. ImageNet weights of the trunk)."""
@@ -88,10 +96,7 @@ def load_weights(cfg, model, args, checkpointer) -> None:
         checkpointer.resume_or_load(weights, resume=args.resume)
     except Exception as e:  # noqa: BLE001  (download/IO errors come in many types)
         if "://" in weights and not os.path.exists(weights):
-            raise UserError(
-                f"cannot download MODEL.WEIGHTS={weights} ({type(e).__name__}: {e}). Offline, train from scratch "
-                f"with --config {offline_variant(getattr(args, 'config_name', args.config_file))}, or pass MODEL.WEIGHTS path/to/local.pkl"
-            ) from None
+            raise cannot_download(weights, e, args) from None
         if weights and not os.path.exists(weights) and "://" not in weights:
             raise UserError(f"MODEL.WEIGHTS={weights} does not exist") from None
         raise
@@ -109,10 +114,7 @@ def load_eval_weights(cfg, model, args) -> None:
         try:
             weights = checkpointer.path_manager.get_local_path(weights)
         except Exception as e:  # noqa: BLE001  (download errors come in many types)
-            raise UserError(
-                f"cannot download MODEL.WEIGHTS={weights} ({type(e).__name__}: {e}). Offline, train from scratch "
-                f"with --config {offline_variant(args.config_name)}, or pass MODEL.WEIGHTS path/to/local.pkl"
-            ) from None
+            raise cannot_download(weights, e, args) from None
     load_model_weights(model, weights, describe_config(cfg, args.config_name))
 
 

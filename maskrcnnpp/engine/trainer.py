@@ -128,7 +128,11 @@ class NucleiTrainer(DefaultTrainer):
         # the atomic one first, so the periodic and best-checkpoint hooks save through it too.
         if not isinstance(self.checkpointer, NucleiCheckpointer):
             self.checkpointer = NucleiCheckpointer.like(self.checkpointer)
-        ret = super().build_hooks()
+        # last: the step's own hooks (validation, periodic checkpoint) have run when it saves
+        return self._validation_hooks(super().build_hooks()) + [SaveOnStopSignal(self.checkpointer)]
+
+    def _validation_hooks(self, ret: List[hooks.HookBase]) -> List[hooks.HookBase]:
+        """DefaultTrainer's hooks with early progress lines and validation on DATASETS.VAL."""
         ret = [EarlyProgressWriter(h._writers, h._period) if type(h) is hooks.PeriodicWriter else h for h in ret]
         val = list(self.cfg.DATASETS.VAL)
         period = self.cfg.TEST.EVAL_PERIOD
@@ -139,7 +143,7 @@ class NucleiTrainer(DefaultTrainer):
         if not val:
             if period > 0:
                 logger.warning("TEST.EVAL_PERIOD=%d but DATASETS.VAL is empty: no validation, no model_best.pth", period)
-            return ret + [SaveOnStopSignal(self.checkpointer)]
+            return ret
 
         def validate():
             start = time.perf_counter()
@@ -154,8 +158,7 @@ class NucleiTrainer(DefaultTrainer):
             # DefaultTrainer.test keys results by dataset when there are several: select on the first.
             metric = metric if len(val) == 1 else f"{val[0]}/{metric}"
             new.append(KeepBestCheckpointer(period, self.checkpointer, metric, mode="max", file_prefix=BEST_PREFIX))
-        # last: the step's own hooks (validation, periodic checkpoint) have run when it saves
-        return ret[:writer_at] + new + ret[writer_at:] + [SaveOnStopSignal(self.checkpointer)]
+        return ret[:writer_at] + new + ret[writer_at:]
 
     def train(self):
         """Train (DefaultTrainer.train); a fresh run first sets aside an earlier run's files.
