@@ -75,6 +75,25 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     # False: the stock DatasetMapper.
     cfg.DATALOADER.FAST_INSTANCE_MAPPER = True
 
+    # Training augmentations of the Mask R-CNN family's and the semantic models' mappers, after
+    # Detectron2's resize and INPUT.RANDOM_FLIP (maskrcnnpp/data/augmentations.py). All off here
+    # (Detectron2's behaviour); the DSB configs switch on the measured recipe (docs/results.md).
+    cfg.INPUT.NUCLEI_AUG = CN()
+    # A second, independent random flip, vertical (p = 0.5).
+    cfg.INPUT.NUCLEI_AUG.VERTICAL_FLIP = False
+    # A random rotation by 0, 90, 180 or 270 degrees; with both flips, all 8 orientations.
+    cfg.INPUT.NUCLEI_AUG.ROTATE_90 = False
+    # [low, high] of a uniform random factor on pixel values ([1, 1]: off).
+    cfg.INPUT.NUCLEI_AUG.BRIGHTNESS = [1.0, 1.0]
+    # [low, high] of a uniform random factor on the spread of pixel values about their mean.
+    cfg.INPUT.NUCLEI_AUG.CONTRAST = [1.0, 1.0]
+    # [low, high] of a uniform random exponent on values scaled to [0, 1].
+    cfg.INPUT.NUCLEI_AUG.GAMMA = [1.0, 1.0]
+    # Probability of inverting the image (255 - v): fluorescence looks like bright-field and back.
+    cfg.INPUT.NUCLEI_AUG.INVERT_PROB = 0.0
+    # Probability of replacing the colours by their grey mean (stain colours vary between labs).
+    cfg.INPUT.NUCLEI_AUG.GREY_PROB = 0.0
+
     # ---------------------------------------------------------------- solver / training loop
     # Checkpoint with the best validation value of this metric is kept as model_best.pth.
     cfg.SOLVER.BEST_CHECKPOINT_METRIC = "nuclei/score"

@@ -11,7 +11,7 @@ training inputs (image tensor and ``Instances`` with ``gt_boxes``, ``gt_classes`
   without materialising one full-size mask per instance (pycocotools can only decode a
   compressed RLE to a full-size mask, which is the cost this module avoids; the tests check the
   runs against ``pycocotools.mask.decode``);
-* the geometric transform (resize, flips, crop) is applied as one pair of row/column index maps
+* the geometric transform (resize, flips, crop, transpose) is applied as one pair of row/column index maps
   (:func:`transform_index_maps`); the resize map is taken from PIL's own nearest-neighbour
   resize, which is what ``ResizeTransform.apply_segmentation`` uses, so the sampled pixels are
   identical;
@@ -26,14 +26,14 @@ RLE counts given as a list of ints (uncompressed) are decoded too; Detectron2's 
 them, but ``load_coco_json`` compresses them on loading anyway.
 
 Anything else (polygons, keypoints, masks off, ``polygon`` mask format, transforms other than
-resize/flip/crop, an image with no non-crowd annotation) goes through the stock code path for
+resize/flip/crop/transpose/photometric, an image with no non-crowd annotation) goes through the stock code path for
 that image, so the mapper can replace ``DatasetMapper`` for any Detectron2 instance dataset.
 """
 from __future__ import annotations
 
 import copy
 import functools
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,7 +43,10 @@ from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 from PIL import Image
 
+from .augmentations import PhotometricTransform, TransposeTransform, build_nuclei_augmentations
+
 __all__ = [
+    "IndexMaps",
     "InstanceAnnotationError",
     "NucleiInstanceMapper",
     "rle_foreground_runs",
@@ -206,17 +209,34 @@ def pil_nearest_indices(src: int, dst: int) -> np.ndarray:
     return _pil_nearest_cached(int(src), int(dst))
 
 
-def transform_index_maps(transforms: T.TransformList, height: int, width: int
-                         ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """Row and column index maps of ``transforms`` as applied to a ``height`` x ``width`` mask.
+class IndexMaps(NamedTuple):
+    """Output pixel ``(y, x)`` is ``source[rows[y], cols[x]]``; ``source`` is the mask, or its
+    transpose ``mask.T`` when ``transposed``."""
 
-    Output pixel ``(y, x)`` of ``transforms.apply_segmentation(mask)`` is
-    ``mask[rows[y], cols[x]]``. Returns None when a transform is not one of Detectron2's resize,
-    flips, crop or no-op (the caller then applies the transforms itself).
+    rows: np.ndarray
+    cols: np.ndarray
+    transposed: bool = False
+
+
+# Transforms that change pixel values only (segmentations pass through them unchanged).
+_VALUE_ONLY = (T.NoOpTransform, T.BlendTransform, T.ColorTransform, PhotometricTransform)
+
+
+def transform_index_maps(transforms: T.TransformList, height: int, width: int) -> Optional[IndexMaps]:
+    """Index maps of ``transforms`` as applied to a ``height`` x ``width`` mask (see :class:`IndexMaps`).
+
+    Returns None when a transform is not one of Detectron2's resize, flips, crop, no-op or
+    photometric transforms, or a :class:`TransposeTransform` (the caller then applies the
+    transforms itself). A transpose anywhere in the list commutes to the front: the maps built so
+    far swap roles and the source becomes ``mask.T``.
     """
     rows, cols = np.arange(height, dtype=np.int64), np.arange(width, dtype=np.int64)
+    transposed = False
     for t in transforms.transforms:
-        if isinstance(t, T.NoOpTransform):
+        if isinstance(t, _VALUE_ONLY):
+            continue
+        if type(t) is TransposeTransform:
+            rows, cols, transposed = cols, rows, not transposed
             continue
         if type(t) is T.ResizeTransform:
             if (t.h, t.w) != (rows.size, cols.size):
@@ -231,7 +251,7 @@ def transform_index_maps(transforms: T.TransformList, height: int, width: int
             rows, cols = rows[t.y0 : t.y0 + t.h], cols[t.x0 : t.x0 + t.w]
         else:
             return None
-    return np.ascontiguousarray(rows), np.ascontiguousarray(cols)
+    return IndexMaps(np.ascontiguousarray(rows), np.ascontiguousarray(cols), transposed)
 
 
 # ----------------------------------------------------------------------------- boxes
@@ -285,11 +305,11 @@ def _label_dtype(n: int) -> type:
 
 
 def transformed_bitmasks(index: np.ndarray, start: np.ndarray, length: np.ndarray, num: int,
-                         height: int, width: int, rows: np.ndarray, cols: np.ndarray
-                         ) -> Tuple[torch.Tensor, np.ndarray]:
+                         height: int, width: int, rows: np.ndarray, cols: np.ndarray,
+                         transposed: bool = False) -> Tuple[torch.Tensor, np.ndarray]:
     """``num`` x len(rows) x len(cols) bool masks of the runs (see :func:`rle_foreground_runs`)
-    of a ``height`` x ``width`` image, resampled through the index maps ``rows``/``cols``;
-    and a bool array saying which masks are non-empty."""
+    of a ``height`` x ``width`` image, resampled through the index maps ``rows``/``cols`` (of the
+    image's transpose when ``transposed``); and a bool array saying which masks are non-empty."""
     out_h, out_w = rows.size, cols.size
     # np.zeros gets pages the kernel zeroes on first touch (calloc); torch.zeros would write every
     # byte of what is tens to hundreds of MB of mostly-empty masks. The tensor shares NumPy's memory
@@ -304,6 +324,8 @@ def transformed_bitmasks(index: np.ndarray, start: np.ndarray, length: np.ndarra
     pixel = np.repeat(start - run_first, length) + np.arange(total)
     owner = np.repeat(index, length)
     col, row = np.divmod(pixel, height)
+    if transposed:  # work on mask.T: its rows are the mask's columns
+        row, col, height, width = col, row, width, height
     flat = row * width + col
 
     label = np.zeros(height * width, dtype=_label_dtype(num))
@@ -345,6 +367,13 @@ class NucleiInstanceMapper(DatasetMapper):
     for the same random transforms (see the module docstring for what differs inside and which
     images take the stock path).
     """
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
+        """``DatasetMapper``'s arguments, with the ``INPUT.NUCLEI_AUG`` augmentations appended."""
+        ret = super().from_config(cfg, is_train)
+        ret["augmentations"] = list(ret["augmentations"]) + build_nuclei_augmentations(cfg, is_train)
+        return ret
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """Read, augment and convert one dataset dict, as ``DatasetMapper.__call__``.
@@ -403,7 +432,7 @@ class NucleiInstanceMapper(DatasetMapper):
             dataset_dict["annotations"] = copy.deepcopy(annotations)
             super()._transform_annotations(dataset_dict, transforms, image_shape)
             return
-        rows, cols = maps
+        rows, cols, transposed = maps
         try:
             index, start, length = rle_foreground_runs([a["segmentation"] for a in annos], height, width)
         except ValueError as e:
@@ -414,7 +443,8 @@ class NucleiInstanceMapper(DatasetMapper):
             at = next(i for i, a in enumerate(annotations) if a is annos[k])
             which = f"annotation #{at} of {len(annotations)}" + (f" (id {annos[k]['id']})" if "id" in annos[k] else "")
             raise InstanceAnnotationError(f"{dataset_dict['file_name']}: {which}: {e}") from None
-        masks, mask_nonempty = transformed_bitmasks(index, start, length, len(annos), height, width, rows, cols)
+        masks, mask_nonempty = transformed_bitmasks(index, start, length, len(annos), height, width, rows, cols,
+                                                    transposed)
 
         instances = Instances(image_shape)
         instances.gt_boxes = Boxes(transform_boxes(annos, transforms, image_shape))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -22,6 +22,8 @@ from detectron2.config import configurable
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+
+from .augmentations import build_nuclei_augmentations
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +133,14 @@ class SemanticNucleiMapper:
     """Dataset dict -> ``{"image": uint8 [C,H,W], "sem_seg": uint8 [H,W], ["boundary"]: uint8 [H,W], ...}``.
 
     Training: random ``crop_size`` crops (images smaller than a crop are mirror-padded first;
-    ``crop_size`` 0 keeps whole images) and random horizontal/vertical flips, applied identically
-    to image and targets. Test: whole image, targets included when the dict has annotations.
+    ``crop_size`` 0 keeps whole images), random horizontal/vertical flips and
+    ``extra_augmentations`` (the ``INPUT.NUCLEI_AUG`` rotation and photometric ones), applied
+    identically to image and targets. Test: whole image, targets included when the dict has annotations.
     """
 
     @configurable
-    def __init__(self, is_train: bool = True, *, image_format: str = "BGR", crop_size: int = 96, boundary: bool = False):
+    def __init__(self, is_train: bool = True, *, image_format: str = "BGR", crop_size: int = 96, boundary: bool = False,
+                 extra_augmentations: Sequence[T.Augmentation] = ()):
         self.is_train = is_train
         self.image_format = image_format
         self.crop_size = crop_size
@@ -146,6 +150,7 @@ class SemanticNucleiMapper:
             if crop_size:
                 augs.append(T.RandomCrop("absolute", (crop_size, crop_size)))
             augs += [T.RandomFlip(horizontal=True, vertical=False), T.RandomFlip(horizontal=False, vertical=True)]
+            augs += list(extra_augmentations)
         self.augmentations = T.AugmentationList(augs)
 
     @classmethod
@@ -155,6 +160,11 @@ class SemanticNucleiMapper:
             "image_format": cfg.INPUT.FORMAT,
             "crop_size": cfg.MODEL.SEMANTIC_UNET.TRAIN_CROP,
             "boundary": cfg.MODEL.SEMANTIC_UNET.BOUNDARY,
+            # Both flips are always on here; the rotation and photometric ones follow the config.
+            "extra_augmentations": [
+                a for a in build_nuclei_augmentations(cfg, is_train)
+                if not (isinstance(a, T.RandomFlip) and a.vertical)
+            ],
         }
 
     def __call__(self, dataset_dict: dict) -> dict:

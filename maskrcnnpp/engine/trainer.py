@@ -14,7 +14,8 @@ from collections import OrderedDict
 from typing import Dict, List, Optional
 
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
@@ -105,7 +106,11 @@ class NucleiTrainer(DefaultTrainer):
             from ..data.instance_mapper import NucleiInstanceMapper
 
             return build_detection_train_loader(cfg, mapper=NucleiInstanceMapper(cfg, is_train=True))
-        return build_detection_train_loader(cfg)
+        from ..data.augmentations import build_nuclei_augmentations
+
+        mapper = DatasetMapper(cfg, is_train=True)
+        mapper.augmentations = T.AugmentationList(mapper.augmentations.augs + build_nuclei_augmentations(cfg, True))
+        return build_detection_train_loader(cfg, mapper=mapper)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):

@@ -21,6 +21,14 @@ from detectron2.structures import BoxMode
 from PIL import Image
 from pycocotools import mask as mask_util
 
+from maskrcnnpp.data.augmentations import (
+    RandomGrey,
+    RandomIntensity,
+    RandomInvert,
+    RandomRotation90,
+    TransposeTransform,
+    rotation90_transforms,
+)
 from maskrcnnpp.data.instance_mapper import (
     InstanceAnnotationError,
     NucleiInstanceMapper,
@@ -175,9 +183,19 @@ def test_index_maps_compose_resize_flip_crop_and_refuse_other_transforms():
     mask = rng.integers(0, 2, (37, 53), dtype=np.uint8)
     transforms = T.TransformList([T.CropTransform(3, 4, 40, 30), T.ResizeTransform(30, 40, 45, 70, Image.BILINEAR),
                                   T.HFlipTransform(70), T.VFlipTransform(45), T.NoOpTransform()])
-    rows, cols = transform_index_maps(transforms, 37, 53)
+    rows, cols, transposed = transform_index_maps(transforms, 37, 53)
+    assert not transposed
     assert np.array_equal(mask[rows][:, cols], transforms.apply_segmentation(mask))
     assert transform_index_maps(T.TransformList([T.RotationTransform(37, 53, 30)]), 37, 53) is None
+    # A transpose anywhere (here between a crop/resize and flips) makes the maps index mask.T.
+    for k in range(4):
+        transforms = T.TransformList([T.CropTransform(3, 4, 40, 30), T.ResizeTransform(30, 40, 45, 70),
+                                      rotation90_transforms(k, 45, 70), T.ResizeTransform(*((70, 45, 35, 50) if k % 2
+                                                                                           else (45, 70, 50, 35)))])
+        rows, cols, transposed = transform_index_maps(transforms, 37, 53)
+        assert transposed == (k % 2 == 1)
+        source = mask.T if transposed else mask
+        assert np.array_equal(source[rows][:, cols], transforms.apply_segmentation(mask))
     assert transform_index_maps(T.TransformList([T.ResizeTransform(36, 53, 40, 50)]), 37, 53) is None
 
 
@@ -213,6 +231,10 @@ SYNTHETIC_AUGS = {
     "downscale-vflip": [T.Resize((9, 13)), T.RandomFlip(prob=1.0, horizontal=False, vertical=True)],
     "shortest-edge-random-flip": [T.ResizeShortestEdge((45, 60, 75), 110, "choice"), T.RandomFlip()],
     "rotation-stock-path": [T.RandomRotation([90, 90])],
+    # The nuclei augmentations (INPUT.NUCLEI_AUG) take the fast path: transposes and pixel-value changes.
+    "nuclei-augmentations": [T.ResizeShortestEdge((45, 60), 110, "choice"), T.RandomFlip(),
+                             T.RandomFlip(horizontal=False, vertical=True), RandomRotation90(),
+                             RandomIntensity((0.7, 1.3), (0.7, 1.3), (0.7, 1.4)), RandomInvert(0.5), RandomGrey(0.5)],
 }
 
 
@@ -226,6 +248,9 @@ def test_synthetic_image_same_output(crowded, name):
         # The crowd region is never an instance; the 1-pixel nucleus does not survive 37 -> 9 rows.
         assert n == (4 if name == "downscale-vflip" else 5)
         assert set(expected["instances"].gt_classes.tolist()) == {0, 1}
+    if name == "nuclei-augmentations":
+        assert all(transform_index_maps(t, 37, 53) is not None for t in new.drawn), "stock path taken"
+        assert any(isinstance(x, TransposeTransform) for t in new.drawn for x in t.transforms)
     if name == "upscale-hflip":
         masks = got["instances"].gt_masks.tensor
         assert masks.shape == (5, 61, 83)

@@ -1,0 +1,200 @@
+"""Training augmentations for nuclei images, chosen by the ``INPUT.NUCLEI_AUG`` config keys.
+
+Nuclei have no preferred orientation and come from many microscopes, so besides Detectron2's
+resize and horizontal flip the training mappers can draw:
+
+* geometric: a vertical flip and a rotation by a multiple of 90 degrees. The rotation is built
+  from a :class:`TransposeTransform` and flips (``np.rot90`` is a transpose followed by a flip),
+  so masks, boxes and the fast instance mapper's index maps follow it exactly;
+* photometric (the image only): brightness, contrast and gamma jitter, colour inversion (a
+  fluorescence image then looks like a bright-field one and back) and grey conversion (so the
+  model does not learn stain colours).
+
+:func:`build_nuclei_augmentations` returns the list a mapper appends after its resize and flip.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import numpy as np
+from detectron2.config import CfgNode
+from detectron2.data import transforms as T
+
+__all__ = [
+    "GreyTransform",
+    "IntensityTransform",
+    "InvertTransform",
+    "PhotometricTransform",
+    "RandomGrey",
+    "RandomIntensity",
+    "RandomInvert",
+    "RandomRotation90",
+    "TransposeTransform",
+    "build_nuclei_augmentations",
+    "rotation90_transforms",
+]
+
+
+class TransposeTransform(T.Transform):
+    """Swap the image's rows and columns (pixel ``(y, x)`` moves to ``(x, y)``); its own inverse."""
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.swapaxes(img, 0, 1))
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(coords[:, ::-1])
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation)
+
+    def inverse(self) -> T.Transform:
+        return self
+
+
+def rotation90_transforms(k: int, height: int, width: int) -> T.TransformList:
+    """Transforms equal to ``np.rot90(image, k)`` (counter-clockwise) of a ``height`` x ``width`` image."""
+    k %= 4
+    if k == 0:
+        return T.TransformList([T.NoOpTransform()])
+    if k == 2:
+        return T.TransformList([T.HFlipTransform(width), T.VFlipTransform(height)])
+    # After the transpose the image is width x height: rot90 by 1 reverses its rows, by 3 its columns.
+    flip = T.VFlipTransform(width) if k == 1 else T.HFlipTransform(height)
+    return T.TransformList([TransposeTransform(), flip])
+
+
+class RandomRotation90(T.Augmentation):
+    """Rotate by 0, 90, 180 or 270 degrees, each with probability 1/4."""
+
+    def get_transform(self, image: np.ndarray) -> T.Transform:
+        k = int(np.random.randint(4))
+        return rotation90_transforms(k, image.shape[0], image.shape[1])
+
+
+class PhotometricTransform(T.Transform):
+    """A transform of pixel values only: coordinates and segmentations pass unchanged."""
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return coords
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return segmentation
+
+    def inverse(self) -> T.Transform:
+        return T.NoOpTransform()  # as Detectron2's photometric transforms: geometry needs no undoing
+
+    def apply_values(self, values: np.ndarray) -> np.ndarray:  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        """``apply_values`` on [0, 255] floats; uint8 images are rounded and clipped back to uint8."""
+        out = self.apply_values(img.astype(np.float32))
+        if img.dtype == np.uint8:
+            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return out.astype(img.dtype, copy=False)
+
+
+class IntensityTransform(PhotometricTransform):
+    """``v -> brightness * (mean + contrast * (g(v) - mean))``, ``g(v) = 255 (v / 255) ** gamma``.
+
+    ``mean`` is the mean of ``g(v)`` over the image (all channels), so contrast keeps it.
+    """
+
+    def __init__(self, brightness: float, contrast: float, gamma: float):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_values(self, values: np.ndarray) -> np.ndarray:
+        if self.gamma != 1.0:
+            values = 255.0 * np.power(np.clip(values, 0, 255) / 255.0, self.gamma, dtype=np.float32)
+        if self.contrast != 1.0:
+            mean = float(values.mean())
+            values = mean + self.contrast * (values - mean)
+        return values * self.brightness if self.brightness != 1.0 else values
+
+
+class InvertTransform(PhotometricTransform):
+    """``v -> 255 - v``: dark nuclei on a bright background and the reverse."""
+
+    def apply_values(self, values: np.ndarray) -> np.ndarray:
+        return 255.0 - values
+
+
+class GreyTransform(PhotometricTransform):
+    """Every channel replaced by the mean of the channels."""
+
+    def apply_values(self, values: np.ndarray) -> np.ndarray:
+        if values.ndim < 3:
+            return values
+        return np.broadcast_to(values.mean(axis=2, keepdims=True), values.shape).copy()
+
+
+class RandomIntensity(T.Augmentation):
+    """Brightness, contrast and gamma, each drawn uniformly from its ``(low, high)`` range."""
+
+    def __init__(self, brightness: Sequence[float], contrast: Sequence[float], gamma: Sequence[float]):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image: np.ndarray) -> T.Transform:
+        b, c, g = (float(np.random.uniform(lo, hi)) for lo, hi in (self.brightness, self.contrast, self.gamma))
+        return IntensityTransform(b, c, g)
+
+
+class RandomInvert(T.Augmentation):
+    """Invert the image with probability ``prob``."""
+
+    def __init__(self, prob: float):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image: np.ndarray) -> T.Transform:
+        return InvertTransform() if np.random.rand() < self.prob else T.NoOpTransform()
+
+
+class RandomGrey(T.Augmentation):
+    """Convert the image to grey with probability ``prob``."""
+
+    def __init__(self, prob: float):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image: np.ndarray) -> T.Transform:
+        return GreyTransform() if np.random.rand() < self.prob else T.NoOpTransform()
+
+
+def _range(cfg: CfgNode, key: str) -> List[float]:
+    value = list(getattr(cfg.INPUT.NUCLEI_AUG, key))
+    if len(value) != 2 or not 0 < value[0] <= value[1]:
+        raise ValueError(f"INPUT.NUCLEI_AUG.{key} must be [low, high] with 0 < low <= high, got {value}")
+    return [float(v) for v in value]
+
+
+def _probability(cfg: CfgNode, key: str) -> float:
+    value = float(getattr(cfg.INPUT.NUCLEI_AUG, key))
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"INPUT.NUCLEI_AUG.{key} must be a probability in [0, 1], got {value}")
+    return value
+
+
+def build_nuclei_augmentations(cfg: CfgNode, is_train: bool) -> List[T.Augmentation]:
+    """The ``INPUT.NUCLEI_AUG`` augmentations that are switched on (none at test time).
+
+    Raises ValueError naming the key for a range or probability out of bounds.
+    """
+    ranges = {key: _range(cfg, key) for key in ("BRIGHTNESS", "CONTRAST", "GAMMA")}
+    invert, grey = _probability(cfg, "INVERT_PROB"), _probability(cfg, "GREY_PROB")
+    if not is_train:
+        return []
+    augs: List[T.Augmentation] = []
+    if cfg.INPUT.NUCLEI_AUG.VERTICAL_FLIP:
+        augs.append(T.RandomFlip(horizontal=False, vertical=True))
+    if cfg.INPUT.NUCLEI_AUG.ROTATE_90:
+        augs.append(RandomRotation90())
+    if any(r != [1.0, 1.0] for r in ranges.values()):
+        augs.append(RandomIntensity(ranges["BRIGHTNESS"], ranges["CONTRAST"], ranges["GAMMA"]))
+    if invert > 0:
+        augs.append(RandomInvert(invert))
+    if grey > 0:
+        augs.append(RandomGrey(grey))
+    return augs
