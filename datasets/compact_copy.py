@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from maskrcnnpp.data.compact import compact_copy  # noqa: E402
 from maskrcnnpp.data.dsb2018 import DatasetError  # noqa: E402
-from maskrcnnpp.engine.cli import DISK_ERRNOS, disk_error_message  # noqa: E402
+from maskrcnnpp.cli import DISK_ERRNOS, disk_error_message  # noqa: E402
 
 
 def main(argv=None) -> int:

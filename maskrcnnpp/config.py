@@ -1,15 +1,19 @@
-"""All of maskrcnnpp's configuration keys, added to a Detectron2 config by one function.
+"""All of maskrcnnpp's configuration keys with their defaults, and config loading.
 
 Every key has a comment; the YAMLs in ``configs/`` only override them. Users change widths,
-norms, decoders and thresholds from a YAML or the command line, never by editing code.
+norms, decoders and thresholds from a YAML or the command line, never by editing code. This is
+the only place defaults live: other modules read them from a config.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional, Sequence
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+
+from .errors import UserError
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -44,8 +48,6 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
 
     # ---------------------------------------------------------------- semantic baselines
     # (keys of the encoder-decoder meta-architecture; see maskrcnnpp/modeling/semantic)
-    from .modeling.semantic_config import add_semantic_config
-
     add_semantic_config(cfg)
 
     # ---------------------------------------------------------------- nuclei evaluation
@@ -125,3 +127,125 @@ def resolve_config_path(name_or_path: str) -> str:
     raise FileNotFoundError(
         f"config {name_or_path!r} is neither a file nor a name in {CONFIGS_DIR}; available: {', '.join(available)}"
     )
+
+
+def add_semantic_config(cfg: CN) -> None:
+    """Add ``MODEL.SEMANTIC_UNET`` (meta-architecture ``SemanticUNet``) with its defaults, in place."""
+    cfg.MODEL.SEMANTIC_UNET = CN()
+    sc = cfg.MODEL.SEMANTIC_UNET
+    # ------------------------------------------------------------------ architecture
+    # Decoder on the ResNet encoder (levels 0..4 = stem conv, res2..res5): "unet" (same-scale
+    # skips), "unetplus" (UNet+, adjacent-node skips), "unetpp" (UNet++, dense skips, Eq. 1),
+    # "unet3p" (UNet 3+, full-scale skips), or any name registered in SEMANTIC_DECODER_REGISTRY.
+    sc.DECODER = "unetpp"
+    # Channels of the decoder nodes X^{i,j>=1} on levels i = 0..3 (strides 2..16), as UNet++'s
+    # 32/64/128/256; level 4 hosts no decoder node (X^{4,0} is res5 itself). unet3p ignores it.
+    sc.WIDTHS = [32, 64, 128, 256]
+    # Number of 3x3 conv + norm + ReLU in each U-Net/UNet+/UNet++ node H(.) (2 in the papers).
+    sc.NODE_CONVS = 2
+    # Norm in the decoder convs: "" (none, conv bias), "BN", "SyncBN", "nnSyncBN", "naiveSyncBN",
+    # "GN" (32 groups: WIDTHS / UNET3P_CAT_CHANNELS must be multiples of 32), "FrozenBN". The
+    # encoder's norm is MODEL.RESNETS.NORM.
+    sc.NORM = "BN"
+    # U(.): how coarser maps are upsampled into a node: "bilinear" or "nearest".
+    sc.UPSAMPLE = "bilinear"
+    # UNet 3+: channels each of the 5 inputs of a decoder stage is projected to (the paper's 64);
+    # a stage then has 5x this many channels.
+    sc.UNET3P_CAT_CHANNELS = 64
+    # Deep supervision: heads on X^{0,1..4} (unetplus/unetpp) or on every UNet 3+ stage and
+    # X^{4,0} (unet3p), each trained with LOSS, equal weights. unet has one head and needs False.
+    sc.DEEP_SUPERVISION = True
+    # Predict a second, nucleus-boundary channel (trained on instance contours) whose
+    # probability seeds the watershed split in post-processing.
+    sc.BOUNDARY = False
+    # UNet 3+ classification-guided module: an image-level "has nuclei" classifier on X^{4,0}
+    # (dropout, 1x1 conv, global max-pool) whose negative verdict zeroes the prediction at test.
+    sc.CGM = False
+    # ------------------------------------------------------------------ losses
+    # "bce_dice": UNet++'s hybrid BCE + soft Dice (Eq. 2); "unet3p_hybrid": focal + MS-SSIM + IoU.
+    sc.LOSS = "bce_dice"
+    # Weights of the BCE and (1 - Dice) terms of "bce_dice" (the UNet++ paper: equal).
+    sc.BCE_WEIGHT = 1.0
+    sc.DICE_WEIGHT = 1.0
+    # Smoothing constant added to numerator and denominator of the soft Dice and IoU terms.
+    sc.SMOOTH = 1.0
+    # Focal-loss alpha and gamma of "unet3p_hybrid" (torchvision's sigmoid_focal_loss).
+    sc.FOCAL_ALPHA = 0.25
+    sc.FOCAL_GAMMA = 2.0
+    # Weight of the boundary channel's loss (same LOSS, boundary target) when BOUNDARY is True.
+    sc.BOUNDARY_WEIGHT = 1.0
+    # Weight of the CGM's image-level binary cross-entropy when CGM is True.
+    sc.CGM_WEIGHT = 1.0
+    # ------------------------------------------------------------------ inference
+    # "ensemble": average of all heads' probabilities; "final": the deepest head only (X^{0,4});
+    # "L1".."L4": pruned UNet++/UNet+ using head X^{0,d}, computing only nodes with i + j <= d
+    # and encoder levels 0..d (L1 runs stem + res2 only). Needs DEEP_SUPERVISION for L1..L3.
+    sc.INFERENCE_MODE = "ensemble"
+    # Foreground where probability > THRESHOLD (post-processing into instances).
+    sc.THRESHOLD = 0.5
+    # Connected foreground components smaller than this many pixels are dropped as noise.
+    sc.MIN_SIZE = 10
+    # Split touching nuclei by watershed (distance-transform seeds unless BOUNDARY is on).
+    sc.WATERSHED = True
+    # Distance-transform seeds are h-maxima with this dynamic (pixels): two maxima stay separate
+    # seeds only if the distance drops by at least this much between them.
+    sc.WATERSHED_H = 2.0
+    # With BOUNDARY: watershed seeds are foreground pixels with boundary probability below this.
+    sc.BOUNDARY_THRESHOLD = 0.5
+    # Images with a side larger than TILE_SIZE are predicted by overlap-tile (mirrored borders);
+    # 0 predicts every image whole (padded to a multiple of 32).
+    sc.TILE_SIZE = 512
+    # Context margin (pixels) discarded on each side of a tile; neighbouring tiles overlap by 2x.
+    sc.TILE_OVERLAP = 64
+    # Tiles run through the network together in one batch.
+    sc.TILE_BATCH_SIZE = 4
+    # ------------------------------------------------------------------ data
+    # Side of the random square training crops (the UNet++ paper's 96x96 patches); images smaller
+    # than this are mirror-padded first. 0 trains on whole images (batch padding is ignored).
+    sc.TRAIN_CROP = 96
+
+
+def setup_cfg(config: str, opts: Sequence[str] = (), device: Optional[str] = None) -> CN:
+    """Load ``config`` (a path or a bare name in ``configs/``), apply ``opts``; pick the device.
+
+    ``device=None`` keeps MODEL.DEVICE unless it asks for CUDA on a machine without it, in which
+    case it falls back to CPU (and says so in the log).
+    """
+    import torch
+
+    try:
+        path = resolve_config_path(config)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    if len(opts) % 2:
+        raise UserError(f"config overrides come as KEY VALUE pairs; got {len(opts)} items: {list(opts)}")
+    cfg = get_maskrcnnpp_cfg()
+    try:
+        cfg.merge_from_file(path)
+        cfg.merge_from_list(list(opts))
+    except (KeyError, AssertionError) as e:  # yacs: KeyError from files, AssertionError from overrides
+        raise UserError(f"{e.args[0] if e.args else e} (in {path} or the command-line overrides); "
+                        "see maskrcnnpp/config.py and Detectron2's defaults for the valid keys") from None
+    except ValueError as e:
+        raise UserError(f"bad override in {list(opts)}: {e}") from None
+    if device is not None:
+        cfg.MODEL.DEVICE = device
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        if device is not None:
+            raise UserError(f"device {device!r} (MODEL.DEVICE) was asked for but torch.cuda.is_available() is False on this machine")
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    return cfg
+
+
+def offline_variant(config: str) -> str:
+    """The from-scratch config to suggest when ``config``'s ImageNet weights cannot be downloaded."""
+    try:
+        path = resolve_config_path(config)
+    except FileNotFoundError:
+        path = config
+    stem = os.path.splitext(os.path.basename(path))[0]
+    candidate = os.path.join(os.path.dirname(path), f"{stem}_scratch.yaml")
+    if os.path.isfile(candidate):
+        return os.path.basename(candidate)
+    return "a *_scratch.yaml config (GroupNorm, from scratch)"

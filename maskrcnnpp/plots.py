@@ -24,7 +24,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from .evaluation.metrics import DSB_THRESHOLD_TWENTIETHS, overlap_matrix
-from .jsonio import read_json
+from .utils.files import read_json
 
 
 class PlotInputError(ValueError):
@@ -41,7 +41,7 @@ def _matplotlib():
 
 
 def _save(fig, path: str) -> None:
-    from .atomic_file import atomic_path
+    from .utils.files import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format=os.path.splitext(path)[1].lstrip(".") or "png")

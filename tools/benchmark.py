@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from maskrcnnpp.benchmark import Settings, expand_targets, run_benchmark  # noqa: E402
 from maskrcnnpp.benchmark.report import report_markdown  # noqa: E402
-from maskrcnnpp.engine import UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,9 +23,11 @@ import maskrcnnpp  # noqa: E402,F401
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp.data import setup_datasets  # noqa: E402
-from maskrcnnpp.engine import NucleiTrainer, UserError, exit_on_user_error, setup_cfg  # noqa: E402
+from maskrcnnpp.engine import NucleiTrainer  # noqa: E402
+from maskrcnnpp.cli import UserError, exit_on_user_error  # noqa: E402
+from maskrcnnpp.config import setup_cfg  # noqa: E402
 from maskrcnnpp.engine.trainer import check_datasets  # noqa: E402
-from maskrcnnpp.jsonio import finite_or_none  # noqa: E402
+from maskrcnnpp.utils.files import finite_or_none  # noqa: E402
 
 DEFAULT_CONFIGS = {
     "synthetic": ["maskrcnnpp_tiny", "maskrcnn_tiny"],

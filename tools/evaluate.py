@@ -31,8 +31,8 @@ from detectron2.data.datasets import register_coco_instances  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
-from maskrcnnpp.engine import UserError, check_threshold, ensure_output_dir  # noqa: E402
-from maskrcnnpp.engine.cli import report_disk_error  # noqa: E402
+from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir  # noqa: E402
+from maskrcnnpp.cli import report_disk_error  # noqa: E402
 from maskrcnnpp.evaluation import NucleiEvaluationInputError, NucleiEvaluator  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results  # noqa: E402
 

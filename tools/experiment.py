@@ -41,11 +41,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from maskrcnnpp.atomic_file import atomic_path  # noqa: E402
+from maskrcnnpp.utils.files import atomic_path  # noqa: E402
 from maskrcnnpp.benchmark.experiment import (  # noqa: E402
     ExperimentPlan, experiment_markdown, run_experiment,
 )
-from maskrcnnpp.engine import ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.cli import ensure_output_dir, exit_on_user_error  # noqa: E402
 
 DEFAULT_CONFIGS = ["maskrcnn_r101_scratch", "maskrcnnpp_r101_scratch", "unet_r101_scratch", "unetpp_r101_scratch"]
 

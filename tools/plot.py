@@ -32,7 +32,7 @@ from typing import Dict, List, Tuple
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
-from maskrcnnpp.engine import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.plots import (  # noqa: E402
     DEFAULT_EDGES,
     PlotInputError,

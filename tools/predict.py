@@ -32,7 +32,8 @@ from typing import Dict, List
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
-from maskrcnnpp.engine import check_threshold, ensure_output_dir, setup_cfg, UserError, exit_on_user_error  # noqa: E402
+from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.config import setup_cfg  # noqa: E402
 from maskrcnnpp.inference import (  # noqa: E402
     FORMATS,
     ImageReadError,

@@ -18,9 +18,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from maskrcnnpp.atomic_file import atomic_path  # noqa: E402
+from maskrcnnpp.utils.files import atomic_path  # noqa: E402
 from maskrcnnpp.benchmark.seed_table import seed_table, seed_table_markdown  # noqa: E402
-from maskrcnnpp.engine import ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.cli import ensure_output_dir, exit_on_user_error  # noqa: E402
 
 
 def _replace(path: str, text: str) -> None:

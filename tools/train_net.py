@@ -26,8 +26,10 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp import resolve_config_path  # noqa: E402
 from maskrcnnpp.data import setup_datasets  # noqa: E402
-from maskrcnnpp.engine import NucleiTrainer, UserError, exit_on_user_error, setup_cfg  # noqa: E402
-from maskrcnnpp.engine.setup import offline_variant  # noqa: E402
+from maskrcnnpp.engine import NucleiTrainer  # noqa: E402
+from maskrcnnpp.cli import UserError, exit_on_user_error  # noqa: E402
+from maskrcnnpp.config import setup_cfg  # noqa: E402
+from maskrcnnpp.config import offline_variant  # noqa: E402
 from maskrcnnpp.engine.console import keep_long_records_in_the_log_file  # noqa: E402
 from maskrcnnpp.engine.trainer import check_datasets  # noqa: E402
 from maskrcnnpp.inference.predictor import describe_config, load_weights as load_model_weights  # noqa: E402

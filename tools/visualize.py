@@ -33,7 +33,8 @@ import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports
 import numpy as np  # noqa: E402
 
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
-from maskrcnnpp.engine import setup_cfg, UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.config import setup_cfg  # noqa: E402
+from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.inference import ImageReadError, NucleiPredictor, read_image, to_uint8_rgb  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import file_stem, unique_stems  # noqa: E402
 from maskrcnnpp.inference.image_io import list_image_files  # noqa: E402
@@ -100,7 +101,7 @@ def dataset_items(name: str, cfg) -> List[Dict]:
 
 def load_results(path: str) -> Dict[Any, List[dict]]:
     """COCO results grouped by ``image_id`` (as stored: 1 and "1" are different images)."""
-    from maskrcnnpp.jsonio import read_json
+    from maskrcnnpp.utils.files import read_json
 
     results = read_json(path, "--results", UserError)
     if not isinstance(results, list) or any(not isinstance(r, dict) or "image_id" not in r or "segmentation" not in r for r in results):

@@ -49,9 +49,11 @@ from detectron2.utils.logger import setup_logger
 
 from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
 from ..config import resolve_config_path
-from ..engine import NucleiTrainer, UserError, setup_cfg
+from ..config import setup_cfg
+from ..engine import NucleiTrainer
+from ..errors import UserError
 from ..engine.checkpointer import PERIODIC_CHECKPOINT
-from ..jsonio import finite_or_none
+from ..utils.files import finite_or_none
 from .inputs import SyntheticBatches
 from .processes import Stopped, exclusive_lock, stop_signals_raise, terminate_workers
 from .measure import count_parameters, inference_call

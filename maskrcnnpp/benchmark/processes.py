@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Iterator
 
-from ..engine import UserError
+from ..errors import UserError
 
 
 @contextlib.contextmanager

@@ -21,7 +21,8 @@ from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
 from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
-from ..engine import UserError, setup_cfg
+from ..config import setup_cfg
+from ..errors import UserError
 from .flops import count_flops
 from .inputs import SyntheticBatches, is_semantic
 from .measure import (

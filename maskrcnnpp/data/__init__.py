@@ -15,7 +15,7 @@ from .datasets import (  # noqa: F401  (registers the datasets)
     setup_datasets,
 )
 from .dsb2018 import DatasetError, prepare_dsb2018  # noqa: F401
-from .rle import read_kaggle_csv, rle_decode, rle_encode, write_kaggle_csv  # noqa: F401
+from ..utils.kaggle_rle import read_kaggle_csv, rle_decode, rle_encode, write_kaggle_csv  # noqa: F401
 from .synthetic import build_synthetic_dataset, generate_nuclei_image  # noqa: F401
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Dict, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from .atomic import partial_dir, remove_stale_partials
+from ..utils.files import partial_dir, remove_stale_partials
 from .dsb2018 import DatasetError
 
 __all__ = ["COMPACT_RECORD", "compact_copy"]

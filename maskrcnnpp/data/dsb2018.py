@@ -44,8 +44,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_util
 
-from .atomic import partial_dir, remove_stale_partials
-from .rle import KaggleCsvError, RLEError, coco_rle_from_crop, coco_rle_from_runs, kaggle_to_coco_rle, read_kaggle_csv
+from ..utils.files import partial_dir, remove_stale_partials
+from ..utils.kaggle_rle import KaggleCsvError, RLEError, coco_rle_from_crop, coco_rle_from_runs, kaggle_to_coco_rle, read_kaggle_csv
 
 __all__ = [
     "DatasetError",

@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .atomic import partial_dir, remove_stale_partials
-from .rle import coco_rle_from_crop
+from ..utils.files import partial_dir, remove_stale_partials
+from ..utils.kaggle_rle import coco_rle_from_crop
 
 __all__ = ["STYLES", "generate_nuclei_image", "build_synthetic_dataset", "generator_digest", "labels_to_coco_annotations"]
 

@@ -1,4 +1,2 @@
-"""Training/evaluation loop pieces shared by tools/ (trainer, CLI error handling, set-up)."""
-from .cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: F401
-from .setup import setup_cfg  # noqa: F401
+"""Training loop pieces: the trainer, its checkpointer and hooks, console output."""
 from .trainer import NucleiTrainer  # noqa: F401

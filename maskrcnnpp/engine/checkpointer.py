@@ -4,7 +4,7 @@
 ``last_checkpoint``: a full disk or a kill mid-write left a truncated file (23.7 of 49.6 MB seen)
 that ``--resume`` then failed on with ``PytorchStreamReader failed reading zip archive`` and no
 file name. :class:`NucleiCheckpointer` writes the checkpoint and the tag through temporary files
-renamed into place (:mod:`maskrcnnpp.atomic_file`), so the tag always names a complete file; and
+renamed into place (:mod:`maskrcnnpp.utils.files`), so the tag always names a complete file; and
 when the tagged checkpoint cannot be read anyway (damaged later, or written by an older version),
 a resume warns with its name and falls back to the newest periodic checkpoint that loads.
 """
@@ -23,8 +23,8 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import HookBase
 
-from ..atomic_file import atomic_path
-from .cli import UserError
+from ..utils.files import atomic_path
+from ..errors import UserError
 
 __all__ = ["NucleiCheckpointer", "PERIODIC_CHECKPOINT", "SaveOnStopSignal"]
 

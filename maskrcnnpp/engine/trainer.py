@@ -21,7 +21,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from .checkpointer import NucleiCheckpointer, SaveOnStopSignal
-from .cli import UserError
+from ..errors import UserError
 from .console import EarlyProgressWriter
 
 logger = logging.getLogger(__name__)

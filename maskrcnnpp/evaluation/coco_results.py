@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pycocotools.mask as mask_util
 
-from ..jsonio import read_json
+from ..utils.files import read_json
 from .label_images import NucleiEvaluationInputError, rle_run_lengths, segmentation_to_rle
 
 logger = logging.getLogger(__name__)

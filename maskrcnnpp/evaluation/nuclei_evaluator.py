@@ -30,9 +30,9 @@ from detectron2.evaluation.coco_evaluation import COCOevalMaxDets
 from detectron2.structures import BitMasks, Instances
 from detectron2.utils.logger import create_small_table
 
-from ..atomic_file import atomic_path
+from ..utils.files import atomic_path
 from ..compat import has_compiled_ops
-from ..jsonio import finite_or_none
+from ..utils.files import finite_or_none
 from .label_images import (
     NucleiEvaluationInputError,
     gt_label_image,

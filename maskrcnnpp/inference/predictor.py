@@ -31,7 +31,8 @@ from detectron2.config import CfgNode
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
-from ..engine import UserError, check_threshold, setup_cfg
+from ..config import setup_cfg
+from ..errors import UserError, check_probability
 from .image_io import RESCALE_MODES, to_uint8_rgb
 from ..modeling.meta_arch import NucleiRCNN
 from .instances import (
@@ -149,7 +150,7 @@ class NucleiPredictor:
     ):
         """
         Args:
-            cfg: a maskrcnnpp config (e.g. from :func:`maskrcnnpp.engine.setup_cfg`).
+            cfg: a maskrcnnpp config (e.g. from :func:`maskrcnnpp.config_cfg`).
             weights: checkpoint to load (default ``cfg.MODEL.WEIGHTS``); ignored when ``model`` is given.
             tta: test-time augmentation (module doc).
             score_thresh: drop instances scoring below this (default ``cfg.TEST.NUCLEI.SCORE_THRESH``).
@@ -167,10 +168,10 @@ class NucleiPredictor:
             raise UserError(f"INPUT.FORMAT={cfg.INPUT.FORMAT!r} is not supported for prediction; use RGB or BGR")
         self.cfg = cfg.clone()
         self.rescale = rescale
-        self.score_thresh = check_threshold(
+        self.score_thresh = check_probability(
             cfg.TEST.NUCLEI.SCORE_THRESH if score_thresh is None else score_thresh,
             "TEST.NUCLEI.SCORE_THRESH" if score_thresh is None else "score_thresh")
-        self.mask_thresh = check_threshold(cfg.TEST.NUCLEI.MASK_THRESH, "TEST.NUCLEI.MASK_THRESH")
+        self.mask_thresh = check_probability(cfg.TEST.NUCLEI.MASK_THRESH, "TEST.NUCLEI.MASK_THRESH")
         self.input_format = cfg.INPUT.FORMAT
         self.is_semantic = cfg.MODEL.META_ARCHITECTURE == SEMANTIC_META_ARCH
         if model is None:

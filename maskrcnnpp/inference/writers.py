@@ -9,7 +9,7 @@ place when complete, so an interrupted run never leaves a half-written output.
 * :func:`coco_results` / :func:`write_coco_results` -- COCO results JSON (list of ``image_id``,
   ``category_id`` 1 = nucleus, ``segmentation`` compressed RLE, ``bbox`` XYWH, ``score``), what
   Detectron2's ``COCOEvaluator`` writes and ``tools/evaluate.py`` / pycocotools read.
-* :func:`write_kaggle` -- the Data Science Bowl 2018 RLE CSV (via :mod:`maskrcnnpp.data.rle`).
+* :func:`write_kaggle` -- the Data Science Bowl 2018 RLE CSV (via :mod:`maskrcnnpp.utils.kaggle_rle`).
 * :func:`nuclei_table` / :func:`write_nuclei_csv` -- one row per nucleus: id, area, centroid,
   bbox, score, mean intensity (scikit-image ``regionprops_table`` on the original intensities).
 * :func:`write_imagej_rois` -- an ImageJ/Fiji ROI set (zip of ``.roi``, one polygon per nucleus,
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 import pycocotools.mask as mask_util
 
-from ..atomic_file import atomic_path  # noqa: F401  (also used from here by plots and visualization)
+from ..utils.files import atomic_path  # noqa: F401  (also used from here by plots and visualization)
 from .instances import NucleiPrediction
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def write_coco_results(path: str, results: List[Dict[str, Any]]) -> None:
 # ---------------------------------------------------------------------- Kaggle CSV
 def write_kaggle(path: str, predictions: Mapping[str, NucleiPrediction]) -> int:
     """Write the DSB 2018 RLE CSV (``ImageId,EncodedPixels``) of ``{image_id: prediction}``; return the rows."""
-    from ..data.rle import write_kaggle_csv
+    from ..utils.kaggle_rle import write_kaggle_csv
 
     with atomic_path(path) as tmp:
         return write_kaggle_csv(tmp, {image_id: p.labels for image_id, p in predictions.items()})

@@ -6,7 +6,7 @@ from detectron2.modeling import build_model
 
 from maskrcnnpp import resolve_config_path
 from maskrcnnpp.benchmark.runner import ROW_FIELDS
-from maskrcnnpp.engine import setup_cfg
+from maskrcnnpp.config import setup_cfg
 
 from benchmark_testutils import FAST_OPTS, load_tool
 

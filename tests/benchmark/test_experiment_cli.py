@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maskrcnnpp.benchmark.experiment import TABLE_FIELDS, check_same_experiment
-from maskrcnnpp.engine import UserError
+from maskrcnnpp.errors import UserError
 
 from benchmark_testutils import FAST_OPTS, REPO, finished_experiment, load_tool
 

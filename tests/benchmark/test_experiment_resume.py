@@ -20,7 +20,8 @@ from maskrcnnpp.benchmark.experiment import (
 )
 from maskrcnnpp.benchmark.processes import exclusive_lock
 from maskrcnnpp.data import build_synthetic_dataset, setup_datasets
-from maskrcnnpp.engine import UserError, setup_cfg
+from maskrcnnpp.errors import UserError
+from maskrcnnpp.config import setup_cfg
 
 from benchmark_testutils import FAST_OPTS, REPO, finished_experiment, load_tool
 

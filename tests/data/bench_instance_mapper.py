@@ -36,7 +36,7 @@ from detectron2.data import DatasetCatalog, DatasetMapper  # noqa: E402
 from maskrcnnpp.data import setup_datasets  # noqa: E402
 from maskrcnnpp.data.instance_mapper import NucleiInstanceMapper  # noqa: E402
 from maskrcnnpp.data.testing import prepared_dsb2018  # noqa: E402
-from maskrcnnpp.engine.setup import setup_cfg  # noqa: E402
+from maskrcnnpp.config import setup_cfg  # noqa: E402
 
 
 def same_output(a: dict, b: dict) -> bool:

@@ -15,7 +15,7 @@ from pycocotools import mask as mask_util
 
 from data_testutils import box_mask, png_bytes, rgba, standard_samples, write_kaggle_source
 from maskrcnnpp.data.dsb2018 import DatasetError, parse_split, prepare_dsb2018, split_image_ids
-from maskrcnnpp.data.rle import write_kaggle_csv
+from maskrcnnpp.utils.kaggle_rle import write_kaggle_csv
 
 H, W = 24, 32
 

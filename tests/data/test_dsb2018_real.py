@@ -19,7 +19,7 @@ from PIL import Image
 from pycocotools import mask as mask_util
 
 from maskrcnnpp.data.dsb2018 import prepare_dsb2018, split_image_ids
-from maskrcnnpp.data.rle import write_kaggle_csv
+from maskrcnnpp.utils.kaggle_rle import write_kaggle_csv
 
 pytestmark = pytest.mark.realdata
 

@@ -388,7 +388,7 @@ def dsb_train_records(dsb2018_prepared) -> List[Dict]:
 
 @pytest.mark.realdata
 def test_real_dsb2018_images_same_output(dsb_train_records):
-    from maskrcnnpp.engine.setup import setup_cfg
+    from maskrcnnpp.config import setup_cfg
 
     cfg = setup_cfg("maskrcnnpp_r101_scratch", device="cpu")
     stock = DatasetMapper(cfg, is_train=True)

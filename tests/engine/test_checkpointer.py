@@ -9,7 +9,7 @@ import pytest
 import torch
 from detectron2.engine import HookBase
 
-from maskrcnnpp.engine import UserError
+from maskrcnnpp.errors import UserError
 from maskrcnnpp.engine.checkpointer import NucleiCheckpointer
 
 
@@ -92,7 +92,8 @@ def test_without_resume_the_given_weights_load_and_the_tag_is_ignored(tmp_path):
 
 
 def test_the_trainer_saves_through_it(tmp_path):
-    from maskrcnnpp.engine import NucleiTrainer, setup_cfg
+    from maskrcnnpp.engine import NucleiTrainer
+    from maskrcnnpp.config import setup_cfg
 
     cfg = setup_cfg("maskrcnn_tiny", ["OUTPUT_DIR", str(tmp_path), "DATALOADER.NUM_WORKERS", "0",
                                       "DATASETS.NUCLEI.SYNTH_IMAGES", "[4, 2, 2]"], device="cpu")

@@ -1,4 +1,4 @@
-"""maskrcnnpp.engine.cli: one error line and exit status 2 for user mistakes and full or read-only disks."""
+"""maskrcnnpp.cli: one error line and exit status 2 for user mistakes and full or read-only disks."""
 from __future__ import annotations
 
 import errno
@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-from maskrcnnpp.engine.cli import UserError, ensure_output_dir, exit_on_user_error
+from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error
 
 
 def refuse_writes(monkeypatch):
     def refuse(*args, dir=None, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), dir)
-    monkeypatch.setattr("maskrcnnpp.engine.cli.tempfile.TemporaryFile", refuse)
+    monkeypatch.setattr("maskrcnnpp.cli.tempfile.TemporaryFile", refuse)
 
 
 @pytest.mark.parametrize("code, advice", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only"),

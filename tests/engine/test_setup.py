@@ -1,8 +1,8 @@
 """setup_cfg: the mistakes made when typing config overrides are one clear UserError each."""
 import pytest
 
-from maskrcnnpp.engine import UserError
-from maskrcnnpp.engine.setup import setup_cfg
+from maskrcnnpp.errors import UserError
+from maskrcnnpp.config import setup_cfg
 
 
 def test_an_override_without_its_value_says_they_come_in_pairs():

@@ -19,7 +19,7 @@ from pycocotools import mask as mask_util
 from maskrcnnpp.data import register_nuclei_coco
 from maskrcnnpp.data.instance_mapper import NucleiInstanceMapper
 from maskrcnnpp.engine import trainer as trainer_module
-from maskrcnnpp.engine.setup import setup_cfg
+from maskrcnnpp.config import setup_cfg
 from maskrcnnpp.engine.trainer import NucleiTrainer
 
 NAME = "test_train_loader_nuclei"
@@ -111,9 +111,14 @@ def test_train_loader_yields_stock_identical_batches(small_dataset, monkeypatch)
 def test_stock_mapper_when_switched_off_or_polygon_masks(small_dataset, monkeypatch):
     mappers = _spy_mapper(monkeypatch)
     NucleiTrainer.build_train_loader(_cfg(small_dataset, fast=False))
-    assert mappers[-1] is None  # build_detection_train_loader then builds the stock DatasetMapper
+    # The stock DatasetMapper, with the stock augmentations while INPUT.NUCLEI_AUG is all off.
+    assert type(mappers[-1]) is DatasetMapper
+    assert [type(a).__name__ for a in mappers[-1].augmentations.augs] == ["ResizeShortestEdge", "RandomFlip"]
     cfg = _cfg(small_dataset, fast=True)
     cfg.defrost()
     cfg.INPUT.MASK_FORMAT = "polygon"
+    cfg.INPUT.NUCLEI_AUG.ROTATE_90 = True
     NucleiTrainer.build_train_loader(cfg)
-    assert mappers[-1] is None
+    assert type(mappers[-1]) is DatasetMapper
+    assert [type(a).__name__ for a in mappers[-1].augmentations.augs] == ["ResizeShortestEdge", "RandomFlip",
+                                                                        "RandomRotation90"]

@@ -14,7 +14,7 @@ import torch
 from detectron2.engine import HookBase
 
 from maskrcnnpp.data.datasets import register_synthetic, setup_datasets
-from maskrcnnpp.engine.setup import setup_cfg
+from maskrcnnpp.config import setup_cfg
 from maskrcnnpp.engine.trainer import NucleiTrainer
 
 COMMON = ["DATASETS.NUCLEI.SYNTH_IMAGES", "[2, 1, 1]", "DATASETS.NUCLEI.SYNTH_SIZE", "96", "SOLVER.IMS_PER_BATCH", "1",

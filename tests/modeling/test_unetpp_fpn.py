@@ -9,7 +9,7 @@ from detectron2.modeling.backbone.fpn import FPN
 from detectron2.structures import BitMasks, Instances
 from detectron2.utils.events import EventStorage
 
-from maskrcnnpp.engine import setup_cfg
+from maskrcnnpp.config import setup_cfg
 from maskrcnnpp.modeling.unetpp_fpn import NestedNode, UNetPlusPlusFPN
 
 

@@ -277,7 +277,7 @@ def test_too_small_overlap_is_counted_and_logged(caplog):
 # ---------------------------------------------------------------------------- real tiny model
 @pytest.fixture(scope="module")
 def tiny_predictor(tmp_path_factory):
-    from maskrcnnpp.engine import setup_cfg
+    from maskrcnnpp.config import setup_cfg
 
     weights = save_tiny_weights(tmp_path_factory.mktemp("weights"))
     cfg = setup_cfg("maskrcnnpp_tiny", FAST_OPTS + ["INPUT.MIN_SIZE_TEST", "0"], device="cpu")
@@ -325,7 +325,7 @@ def test_masks_pasted_box_by_box_equal_detectron2s_full_paste(tmp_path, grey_ima
     """Large untiled images: no N x H x W mask array, and exactly the masks Detectron2 would paste."""
     import detectron2.layers
 
-    from maskrcnnpp.engine import setup_cfg
+    from maskrcnnpp.config import setup_cfg
     from maskrcnnpp.inference.instances import crops_from_instances, paint_labels
 
     # the configured test resize (x2.86 here), so boxes and masks are scaled back as in real use
@@ -379,7 +379,7 @@ class _GradientSemanticModel(torch.nn.Module):
 
 def test_semantic_tta_averages_the_four_flips(monkeypatch, grey_image):
     from maskrcnnpp import postprocess
-    from maskrcnnpp.engine import setup_cfg
+    from maskrcnnpp.config import setup_cfg
 
     cfg = setup_cfg("unet_tiny", ["INPUT.MIN_SIZE_TEST", "0"], device="cpu")
     model = _GradientSemanticModel(grey_image.shape)
@@ -406,7 +406,7 @@ def test_real_semantic_model_runs_at_native_size_and_tta_averages_its_flipped_ou
     from detectron2.modeling import build_model
 
     from maskrcnnpp import postprocess
-    from maskrcnnpp.engine import setup_cfg
+    from maskrcnnpp.config import setup_cfg
 
     cfg = setup_cfg("unetpp_tiny", [], device="cpu")
     torch.manual_seed(0)
@@ -440,7 +440,7 @@ def rcnnpp_weights(tmp_path_factory):
 
 
 def _tiny_cfg(name, opts=()):
-    from maskrcnnpp.engine import setup_cfg
+    from maskrcnnpp.config import setup_cfg
 
     return setup_cfg(name, list(opts), device="cpu")
 
@@ -453,7 +453,7 @@ def _checkpoint_state(path):
 def test_weights_of_another_architecture_are_refused(rcnnpp_weights, config):
     from detectron2.modeling import build_model
 
-    from maskrcnnpp.engine import UserError
+    from maskrcnnpp.errors import UserError
 
     cfg = _tiny_cfg(config)
     model_keys = list(build_model(cfg).state_dict())
@@ -469,7 +469,7 @@ def test_weights_of_another_architecture_are_refused(rcnnpp_weights, config):
 
 
 def test_weights_of_another_shape_are_refused_and_the_saved_config_is_named(tmp_path):
-    from maskrcnnpp.engine import UserError
+    from maskrcnnpp.errors import UserError
 
     from detectron2.modeling import build_model
 
@@ -510,7 +510,7 @@ def test_extra_checkpoint_entries_only_warn_and_the_model_is_fully_loaded(tmp_pa
 
 
 def test_batchnorm_statistics_count_num_batches_tracked_does_not_and_tied_weights_load_by_either_name(tmp_path):
-    from maskrcnnpp.engine import UserError
+    from maskrcnnpp.errors import UserError
     from maskrcnnpp.inference.predictor import load_weights
 
     torch.manual_seed(0)
@@ -535,7 +535,7 @@ def test_batchnorm_statistics_count_num_batches_tracked_does_not_and_tied_weight
 
 
 def test_thresholds_outside_0_1_are_refused(tiny_predictor):
-    from maskrcnnpp.engine import UserError
+    from maskrcnnpp.errors import UserError
 
     for value in (1.5, -0.01, float("nan")):
         with pytest.raises(UserError, match=r"^score_thresh must be in \[0, 1\]"):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskrcnnpp.atomic_file import default_file_mode
+from maskrcnnpp.utils.files import default_file_mode
 from tool_helpers import FAST_OPTS, REPO, disk_labels, nuclei_image, run_tool, save_tiny_weights
 
 REPO_TOOLS = REPO / "tools"
@@ -76,7 +76,7 @@ def test_label_images_csv_rois_coco_and_kaggle_agree(predicted):
     import roifile
     import tifffile
 
-    from maskrcnnpp.data.rle import read_kaggle_csv, rle_decode
+    from maskrcnnpp.utils.kaggle_rle import read_kaggle_csv, rle_decode
     from maskrcnnpp.inference import intensity_image
 
     out, originals, _ = predicted
@@ -272,7 +272,7 @@ def test_an_unwritable_output_folder_fails_before_the_model(tmp_path, capsys, we
     if os.geteuid() == 0:  # root writes anywhere: the folder refuses through the probe instead
         def refuse(*args, dir=None, **kwargs):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), dir)
-        monkeypatch.setattr("maskrcnnpp.engine.cli.tempfile.TemporaryFile", refuse)
+        monkeypatch.setattr("maskrcnnpp.cli.tempfile.TemporaryFile", refuse)
     else:
         out.chmod(0o555)
     monkeypatch.setattr("maskrcnnpp.inference.NucleiPredictor.__init__",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskrcnnpp.atomic_file import default_file_mode
+from maskrcnnpp.utils.files import default_file_mode
 from maskrcnnpp.evaluation.coco_results import file_stem
 from maskrcnnpp.inference import NucleiPrediction, coco_results, write_coco_results
 from maskrcnnpp.visualization import (

@@ -31,7 +31,7 @@ def save_tiny_weights(path: Path, config: str = "maskrcnnpp_tiny") -> str:
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
-    from maskrcnnpp.engine import setup_cfg
+    from maskrcnnpp.config import setup_cfg
 
     path.mkdir(parents=True, exist_ok=True)
     cfg = setup_cfg(config, [], device="cpu")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from maskrcnnpp.data.rle import (
+from maskrcnnpp.utils.kaggle_rle import (
     KaggleCsvError,
     RLEError,
     coco_rle_from_crop,

@@ -1,4 +1,4 @@
-"""maskrcnnpp.atomic_file: the one write-then-rename of every output file, and its file mode."""
+"""maskrcnnpp.utils.files: the one write-then-rename of every output file, and its file mode."""
 from __future__ import annotations
 
 import errno
@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from maskrcnnpp.atomic_file import atomic_path, default_file_mode
+from maskrcnnpp.utils.files import atomic_path, default_file_mode
 
 
 @pytest.fixture()

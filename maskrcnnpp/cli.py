@@ -1,4 +1,5 @@
-"""Turn the mistakes users make into one clear message and exit code 2, not a traceback."""
+"""What only ``tools/`` use: the mistakes users make turned into one clear message and exit code 2
+(not a traceback), and checks of output folders given on a command line."""
 from __future__ import annotations
 
 import errno
@@ -7,11 +8,13 @@ import sys
 import tempfile
 from typing import Callable, TypeVar
 
+from .errors import UserError, check_probability
+
+__all__ = ["DISK_ERRNOS", "UserError", "check_threshold", "disk_error_message", "ensure_output_dir",
+           "exit_on_user_error", "report_disk_error"]
+
 T = TypeVar("T")
 
-
-class UserError(Exception):
-    """An error caused by the user's input (config, data, paths); its message says what to do."""
 
 
 # A full or read-only disk is the user's machine, not a defect: one line, not a traceback.
@@ -89,9 +92,5 @@ def ensure_output_dir(path: str, option: str, create: bool = True) -> str:
     return path
 
 
-def check_threshold(value: float, name: str) -> float:
-    """``value`` as a float, or a UserError naming ``name`` unless it is a probability in [0, 1]."""
-    value = float(value)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise UserError(f"{name} must be in [0, 1] (a score/probability), got {value:g}")
-    return value
+# A threshold given on a command line is checked as the library checks its config keys.
+check_threshold = check_probability

@@ -1,0 +1,20 @@
+"""Errors the library raises for the user's input; their messages name config keys and files.
+
+Only ``tools/`` (through :mod:`maskrcnnpp.cli`) turns them into ``error: ...`` and exit status 2;
+the library never speaks of command-line flags.
+"""
+from __future__ import annotations
+
+__all__ = ["UserError", "check_probability"]
+
+
+class UserError(Exception):
+    """An error caused by the user's input (config, data, paths); its message says what to do."""
+
+
+def check_probability(value: float, name: str) -> float:
+    """``value`` as a float, or a UserError naming ``name`` (a config key or option) unless in [0, 1]."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise UserError(f"{name} must be in [0, 1] (a score/probability), got {value:g}")
+    return value
