@@ -112,9 +112,9 @@ def sha256_of_file(path: Union[str, os.PathLike], chunk: int = 1 << 22) -> str:
 def converter_digest() -> str:
     """sha256 of this converter's source code (keys caches of converted data)."""
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in ("dsb2018.py", "rle.py"):
-        h.update((here / name).read_bytes())
+    package = Path(__file__).resolve().parent.parent
+    for path in (package / "data" / "dsb2018.py", package / "utils" / "kaggle_rle.py"):
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 

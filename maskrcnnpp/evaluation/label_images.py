@@ -15,6 +15,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
+from ..utils.rle import rle_pixel_indices as _rle_pixel_indices
+from ..utils.rle import rle_run_lengths
 from .metrics import remove_overlaps
 
 logger = logging.getLogger(__name__)
@@ -62,48 +64,13 @@ def segmentation_to_rle(segm: Any, height: int, width: int, where: str) -> Dict[
     raise NucleiEvaluationInputError(f"{where}: segmentation is neither an RLE dict nor a list of polygons")
 
 
-def rle_run_lengths(rle: Dict[str, Any]) -> np.ndarray:
-    """Run lengths of a COCO RLE: alternating background/foreground runs, column-major, background first.
-
-    pycocotools decodes an RLE only to a full ``H x W`` array, which costs ``O(H W)`` per object;
-    reading the runs costs ``O(runs)``. Compressed counts use pycocotools' string format
-    (``rleToString`` in its maskApi.c): each value in 5-bit groups, least significant first,
-    as chars offset by 48, bit 0x20 = "more groups follow", bit 0x10 of the last group = sign;
-    from the fourth value on, each is stored as the difference to the value two places before.
-    Checked against ``pycocotools.mask.decode`` in the tests.
-    """
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        return np.asarray(counts, dtype=np.int64)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    chars = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
-    if chars.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    last = (chars & 0x20) == 0  # the last 5-bit group of each value
-    starts = np.flatnonzero(np.concatenate(([True], last[:-1])))
-    group = np.repeat(np.arange(starts.size), np.diff(np.append(starts, chars.size)))
-    shift = 5 * (np.arange(chars.size) - starts[group])
-    values = np.add.reduceat((chars & 0x1F) << shift, starts)
-    negative = (chars[last] & 0x10) != 0
-    values -= negative.astype(np.int64) << (shift[last] + 5)  # two's-complement sign extension
-    # x[m] = d[m] + x[m - 2] for m > 2: running sums along indices 1, 3, 5, ... and 2, 4, 6, ...
-    values[1::2] = np.cumsum(values[1::2])
-    values[2::2] = np.cumsum(values[2::2])
-    return values
-
-
 def rle_pixel_indices(rle: Dict[str, Any], num_pixels: int, where: str = "RLE") -> np.ndarray:
-    """Column-major (Fortran) flat indices of an RLE's foreground pixels."""
-    runs = rle_run_lengths(rle)
-    if runs.sum() != num_pixels or (runs < 0).any():
-        raise NucleiEvaluationInputError(f"{where}: RLE counts cover {int(runs.sum())} pixels, not {num_pixels}")
-    ends = np.cumsum(runs)
-    fg_starts, fg_lengths = (ends - runs)[1::2], runs[1::2]
-    nonzero = fg_lengths > 0
-    fg_starts, fg_lengths = fg_starts[nonzero], fg_lengths[nonzero]
-    offsets = np.repeat(fg_starts - (np.cumsum(fg_lengths) - fg_lengths), fg_lengths)
-    return offsets + np.arange(int(fg_lengths.sum()), dtype=np.int64)
+    """Column-major (Fortran) flat indices of an RLE's foreground pixels (:mod:`maskrcnnpp.utils.rle`),
+    or a NucleiEvaluationInputError naming ``where``."""
+    try:
+        return _rle_pixel_indices(rle, num_pixels)
+    except ValueError as e:
+        raise NucleiEvaluationInputError(f"{where}: {e}") from None
 
 
 # Pixel indices handled per np.minimum.at call, so that huge masks never need N x H x W memory.
