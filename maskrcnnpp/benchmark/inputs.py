@@ -20,13 +20,7 @@ from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.structures import BoxMode
 
-SEMANTIC_META_ARCH = "SemanticUNet"
-
-
-def is_semantic(cfg: CfgNode) -> bool:
-    """True for the encoder-decoder (U-Net family) meta-architecture."""
-    return cfg.MODEL.META_ARCHITECTURE == SEMANTIC_META_ARCH
-
+from ..modeling.semantic import is_semantic
 
 def label_image_annotations(labels: np.ndarray) -> List[Dict]:
     """Detectron2 training annotations (XYWH box, RLE mask, class 0) of every instance of a label image."""

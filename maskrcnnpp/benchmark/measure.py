@@ -31,7 +31,7 @@ def count_parameters(model: nn.Module) -> int:
 @torch.no_grad()
 def count_parameters_used(model: nn.Module, inputs: List[Dict]) -> int:
     """Parameters of the modules that actually run in one inference (pruned UNet++ runs fewer)."""
-    from ..modeling.semantic.benchmark import record_executed_modules
+    from .pruning import record_executed_modules
 
     was_training = model.training
     model.eval()

@@ -111,7 +111,7 @@ def expand_targets(configs: Sequence[str], semantic_modes: Sequence[str], opts: 
     UNet++, "final" for U-Net). A requested mode that a config's decoder lacks is skipped and
     returned in the second list with the decoder's reason, never dropped silently.
     """
-    from ..modeling.semantic.benchmark import available_modes
+    from .pruning import available_modes
 
     names: Dict[str, str] = {}
     for config in configs:  # rows, ratios and plots name models by config file name: it must be unique

@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Hashable, List
 
 import numpy as np
 import torch
@@ -55,3 +55,21 @@ def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, iter
         synchronize(device)
         times.append((time.perf_counter() - t0) * 1000.0)
     return summarize_ms(times)
+
+
+def time_calls_interleaved(fns: Dict[Hashable, Callable[[], object]], device: torch.device, warmup: int,
+                           iters: int) -> Dict[Hashable, TimingStats]:
+    """:func:`time_calls` of several callables taking turns, so drifting machine load (shared CPUs)
+    biases none of them."""
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    times: Dict[Hashable, List[float]] = {k: [] for k in fns}
+    for it in range(warmup + iters):
+        for key, fn in fns.items():
+            synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            if it >= warmup:
+                times[key].append((time.perf_counter() - t0) * 1000.0)
+    return {k: summarize_ms(v) for k, v in times.items()}

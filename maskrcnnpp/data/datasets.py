@@ -26,6 +26,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.data.datasets import load_coco_json
 
+from ..config import get_maskrcnnpp_cfg
+
 __all__ = [
     "DatasetNotPreparedError",
     "NUCLEI_METADATA",
@@ -44,8 +46,6 @@ NUCLEI_METADATA = {"thing_classes": ["nucleus"], "evaluator_type": "nuclei", "th
 DSB2018_SPLITS = ("train", "val", "test", "all")
 # Seed of each synthetic split: different seeds give disjoint random streams.
 SYNTH_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
-DEFAULT_SYNTH_IMAGES = (48, 12, 12)
-DEFAULT_SYNTH_SIZE = 128
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -151,7 +151,7 @@ def register_dsb2018(root: Optional[str] = None) -> None:
 
 # ----------------------------------------------------------------------------- synthetic nuclei
 
-_SYNTH: Dict[str, object] = {"images": DEFAULT_SYNTH_IMAGES, "size": DEFAULT_SYNTH_SIZE}
+_SYNTH: Dict[str, object] = {}  # set by register_synthetic
 
 
 def cache_dir() -> Path:
@@ -191,9 +191,12 @@ def _load_synthetic(split: str) -> list:
     return load_coco_json(str(json_file), str(image_root), f"nuclei_synth_{split}")
 
 
-def register_synthetic(num_images: Sequence[int] = DEFAULT_SYNTH_IMAGES, size: int = DEFAULT_SYNTH_SIZE) -> None:
-    """(Re-)register ``nuclei_synth_{train,val,test}`` with ``num_images`` images each and ``size`` px."""
-    num_images = tuple(int(n) for n in num_images)
+def register_synthetic(num_images: Optional[Sequence[int]] = None, size: Optional[int] = None) -> None:
+    """(Re-)register ``nuclei_synth_{train,val,test}`` with ``num_images`` images each and ``size`` px
+    (None: the defaults of DATASETS.NUCLEI.SYNTH_IMAGES / SYNTH_SIZE)."""
+    defaults = get_maskrcnnpp_cfg().DATASETS.NUCLEI
+    num_images = tuple(int(n) for n in (defaults.SYNTH_IMAGES if num_images is None else num_images))
+    size = defaults.SYNTH_SIZE if size is None else size
     if len(num_images) != 3 or min(num_images) < 0:
         raise ValueError(f"DATASETS.NUCLEI.SYNTH_IMAGES must be three counts >= 0 (train, val, test), got {num_images}")
     if int(size) < 16:

@@ -22,11 +22,11 @@ from detectron2.utils import comm
 
 from .checkpointer import NucleiCheckpointer, SaveOnStopSignal
 from ..errors import UserError
+from ..modeling.semantic import is_semantic
 from .console import EarlyProgressWriter
 
 logger = logging.getLogger(__name__)
 
-SEMANTIC_META_ARCH = "SemanticUNet"
 BEST_PREFIX = "model_best"  # hooks.BestCheckpointer's file prefix: model_best.pth, model_best.json
 
 
@@ -85,7 +85,7 @@ class NucleiTrainer(DefaultTrainer):
 
     @classmethod
     def is_semantic(cls, cfg: CfgNode) -> bool:
-        return cfg.MODEL.META_ARCHITECTURE == SEMANTIC_META_ARCH
+        return is_semantic(cfg)
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:

@@ -30,9 +30,9 @@ from detectron2.evaluation.coco_evaluation import COCOevalMaxDets
 from detectron2.structures import BitMasks, Instances
 from detectron2.utils.logger import create_small_table
 
-from ..utils.files import atomic_path
 from ..compat import has_compiled_ops
-from ..utils.files import finite_or_none
+from ..config import get_maskrcnnpp_cfg
+from ..utils.files import atomic_path, finite_or_none
 from .label_images import (
     NucleiEvaluationInputError,
     gt_label_image,
@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["NucleiEvaluator"]
 
 # Used when the cfg lacks TEST.NUCLEI (e.g. a plain Detectron2 cfg); same as maskrcnnpp.config.
-DEFAULT_SETTINGS = {"SCORE_THRESH": 0.5, "MASK_THRESH": 0.5, "MAX_DETS": 500, "COCO_AP": True}
 HEADLINE_KEYS = ["score", "iou", "dice", "aji", "pq", "sq", "dq"]
 CSV_COLUMNS = (
     ["image_id", "file_name", "num_gt", "num_pred"]
@@ -132,11 +131,11 @@ def _setting(cfg, key: str, override):
     nuclei = getattr(getattr(cfg, "TEST", None), "NUCLEI", None) if cfg is not None else None
     if nuclei is not None and key in nuclei:
         return nuclei[key]
-    return DEFAULT_SETTINGS[key]
+    return get_maskrcnnpp_cfg().TEST.NUCLEI[key]  # the defaults live in the config only
 
 
 def _write_atomically(path: str, write) -> None:
-    """Write through a temporary file in the same folder, so a failure leaves no half-written file."""
+    """``write(f)`` on a text file that appears at ``path`` only when complete (:func:`atomic_path`)."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         write(f)
 
@@ -154,9 +153,9 @@ class NucleiEvaluator(DatasetEvaluator):
       ``TEST.NUCLEI.MASK_THRESH``, overlaps go to the higher score;
     * optionally ``"sem_seg"``: a foreground probability ``[1, H, W]``; when present, the
       foreground IoU/Dice score ``sem_seg > MODEL.SEMANTIC_UNET.THRESHOLD`` (the semantic
-      models' own threshold, via ``maskrcnnpp.postprocess``) instead of the union of instances;
+      models' own threshold, via ``maskrcnnpp.utils.postprocess``) instead of the union of instances;
     * only ``"sem_seg"``: instances come from
-      ``maskrcnnpp.postprocess.probability_to_instances(prob, cfg)`` (each with score 1 for AP).
+      ``maskrcnnpp.utils.postprocess.probability_to_instances(prob, cfg)`` (each with score 1 for AP).
 
     COCO mask and box AP (all instances, no score threshold) come from Detectron2's
     ``COCOEvaluator`` with ``max_dets_per_image=TEST.NUCLEI.MAX_DETS`` and
@@ -251,12 +250,12 @@ class NucleiEvaluator(DatasetEvaluator):
 
     def _semantic_threshold(self) -> float:
         """The semantic models' own foreground threshold (``MODEL.SEMANTIC_UNET.THRESHOLD``)."""
-        from maskrcnnpp.postprocess import postprocess_params  # owned by the semantic models
+        from ..utils.postprocess import postprocess_params
 
         return float(postprocess_params(self._cfg)["threshold"])
 
     def _semantic_instances(self, prob: np.ndarray) -> np.ndarray:
-        from maskrcnnpp.postprocess import probability_to_instances
+        from ..utils.postprocess import probability_to_instances  # looked up per call: tests replace it
 
         return np.asarray(probability_to_instances(prob, self._cfg)).astype(np.int32, copy=False)
 

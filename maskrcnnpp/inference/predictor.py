@@ -33,6 +33,7 @@ from detectron2.modeling import build_model
 
 from ..config import setup_cfg
 from ..errors import UserError, check_probability
+from ..modeling.semantic import is_semantic
 from .image_io import RESCALE_MODES, to_uint8_rgb
 from ..modeling.meta_arch import NucleiRCNN
 from .instances import (
@@ -41,9 +42,6 @@ from .instances import (
 from .tiling import predict_tiled
 
 logger = logging.getLogger(__name__)
-
-SEMANTIC_META_ARCH = "SemanticUNet"
-
 
 def describe_device(device: str) -> str:
     """One line saying which device runs the model, e.g. ``cuda:0 (NVIDIA H100, 79.2 GiB)``."""
@@ -173,7 +171,7 @@ class NucleiPredictor:
             "TEST.NUCLEI.SCORE_THRESH" if score_thresh is None else "score_thresh")
         self.mask_thresh = check_probability(cfg.TEST.NUCLEI.MASK_THRESH, "TEST.NUCLEI.MASK_THRESH")
         self.input_format = cfg.INPUT.FORMAT
-        self.is_semantic = cfg.MODEL.META_ARCHITECTURE == SEMANTIC_META_ARCH
+        self.is_semantic = is_semantic(cfg)
         if model is None:
             try:
                 model = build_model(self.cfg)
@@ -292,7 +290,7 @@ class NucleiPredictor:
         return self._rcnn_tta([{"image": tensor, "height": height, "width": width}])[0]["instances"]
 
     def _semantic_flip_instances(self, model_image: np.ndarray, scale: float):
-        from ..postprocess import labels_to_instances, probability_to_instances
+        from ..utils.postprocess import labels_to_instances, probability_to_instances
 
         height, width = model_image.shape[:2]
         flips = [(), (1,), (0,), (0, 1)]  # none, horizontal, vertical, both (axes of [H, W, C])

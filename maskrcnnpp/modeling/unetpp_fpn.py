@@ -26,16 +26,14 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, build_resnet_backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-from .norms import check_norm
+from .layers import UPSAMPLE_MODES, check_choice, check_norm
 
 FUSE_MODES = ("concat", "sum")
-UPSAMPLE_MODES = ("nearest", "bilinear")
 _RESNET_STAGES = ("res2", "res3", "res4", "res5")
 
 
 def _check_choice(key: str, value, allowed: Sequence) -> None:
-    if value not in allowed:
-        raise ValueError(f"MODEL.UNETPP_FPN.{key}={value!r} is not allowed; choose one of {list(allowed)}")
+    check_choice("MODEL.UNETPP_FPN", key, value, allowed)
 
 
 class NestedNode(nn.Module):

@@ -241,7 +241,7 @@ def test_semantic_foreground_scores_iou_and_dice(tiny_dataset):
 
 
 def test_semantic_only_outputs_use_postprocessing(tiny_dataset, monkeypatch):
-    import maskrcnnpp.postprocess as postprocess
+    import maskrcnnpp.utils.postprocess as postprocess
 
     name, gt = tiny_dataset
     calls = []

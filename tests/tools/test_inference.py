@@ -378,7 +378,7 @@ class _GradientSemanticModel(torch.nn.Module):
 
 
 def test_semantic_tta_averages_the_four_flips(monkeypatch, grey_image):
-    from maskrcnnpp import postprocess
+    from maskrcnnpp.utils import postprocess
     from maskrcnnpp.config import setup_cfg
 
     cfg = setup_cfg("unet_tiny", ["INPUT.MIN_SIZE_TEST", "0"], device="cpu")
@@ -405,7 +405,7 @@ def test_real_semantic_model_runs_at_native_size_and_tta_averages_its_flipped_ou
     import maskrcnnpp.modeling.semantic  # noqa: F401  (registers SemanticUNet)
     from detectron2.modeling import build_model
 
-    from maskrcnnpp import postprocess
+    from maskrcnnpp.utils import postprocess
     from maskrcnnpp.config import setup_cfg
 
     cfg = setup_cfg("unetpp_tiny", [], device="cpu")

@@ -3,7 +3,6 @@
 Importing this package registers ``SemanticUNet`` in Detectron2's ``META_ARCH_REGISTRY`` and the
 decoders in ``SEMANTIC_DECODER_REGISTRY``.
 """
-from .benchmark import measure_pruned_levels, record_executed_modules
 from .decoders import (
     DECODER_NAMES,
     INFERENCE_MODES,
@@ -20,11 +19,12 @@ from .decoders import (
 )
 from .encoder import resnet_level_channels, resnet_levels
 from .losses import bce_dice_loss, ms_ssim, unet3p_hybrid_loss
-from .meta_arch import SemanticUNet
+from .meta_arch import SemanticUNet, is_semantic
 from .tiling import overlap_tile_predict
 
 __all__ = [
     "SemanticUNet",
+    "is_semantic",
     "SEMANTIC_DECODER_REGISTRY",
     "DECODER_NAMES",
     "INFERENCE_MODES",
@@ -43,6 +43,4 @@ __all__ = [
     "unet3p_hybrid_loss",
     "ms_ssim",
     "overlap_tile_predict",
-    "measure_pruned_levels",
-    "record_executed_modules",
 ]

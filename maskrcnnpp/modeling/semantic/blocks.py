@@ -3,30 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
-import fvcore.nn.weight_init as weight_init
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.layers import Conv2d, get_norm
-
-UPSAMPLE_MODES = ("bilinear", "nearest")
-
-
-def conv_norm_relu(in_channels: int, out_channels: int, norm: str, kernel_size: int = 3) -> Conv2d:
-    """kxk conv (bias only without norm) + norm + ReLU, MSRA-initialised."""
-    conv = Conv2d(
-        in_channels,
-        out_channels,
-        kernel_size,
-        padding=kernel_size // 2,
-        bias=not norm,
-        norm=get_norm(norm, out_channels),
-        activation=F.relu,
-    )
-    weight_init.c2_msra_fill(conv)
-    return conv
-
+from ..layers import conv_norm_relu
 
 class ConvStack(nn.Sequential):
     """``num_convs`` x (3x3 conv + norm + ReLU): the node function H(.) of U-Net / UNet++."""

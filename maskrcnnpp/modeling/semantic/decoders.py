@@ -34,8 +34,8 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d
 from detectron2.utils.registry import Registry
 
-from ..norms import check_norm
-from .blocks import UPSAMPLE_MODES, ConvStack, conv_norm_relu, resample_to
+from ..layers import UPSAMPLE_MODES, check_choice, check_norm, conv_norm_relu
+from .blocks import ConvStack, resample_to
 
 SEMANTIC_DECODER_REGISTRY = Registry("SEMANTIC_DECODER")
 SEMANTIC_DECODER_REGISTRY.__doc__ = """Decoders of SemanticUNet; built with (cfg, level_channels)."""
@@ -62,8 +62,7 @@ def node_index(name: str) -> Tuple[int, int]:
 
 
 def _check_choice(key: str, value, allowed: Sequence) -> None:
-    if value not in allowed:
-        raise ValueError(f"MODEL.SEMANTIC_UNET.{key}={value!r} is not allowed; choose one of {list(allowed)}")
+    check_choice("MODEL.SEMANTIC_UNET", key, value, allowed)
 
 
 def prediction_head(in_channels: int, out_channels: int, kernel_size: int) -> Conv2d:
@@ -163,7 +162,7 @@ class GraphDecoder(nn.Module):
         return {h: self.heads[h](values[h]) for h in heads}
 
 
-class NestedNode(nn.Module):
+class DecoderNode(nn.Module):
     """One node X^{i,j}: resample inputs to level i's size, concatenate, apply H (ConvStack)."""
 
     def __init__(self, in_channels: Sequence[int], out_channels: int, norm: str, num_convs: int, upsample: str):
@@ -232,7 +231,7 @@ class NestedDecoder(GraphDecoder):
                 name = node_name(i, j)
                 self.inputs[name] = same + [node_name(i + 1, j - 1)]
                 cin = [channels(n) for n in self.inputs[name]]
-                self.add_module(name, NestedNode(cin, widths[i], norm, num_convs, upsample))
+                self.add_module(name, DecoderNode(cin, widths[i], norm, num_convs, upsample))
         supervised = [node_name(0, j) for j in range(1, L)] if deep_supervision else [self.final_head]
         for name in supervised:
             self.heads[name] = prediction_head(widths[0], out_channels, kernel_size=1)

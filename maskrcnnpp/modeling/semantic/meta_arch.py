@@ -5,7 +5,7 @@ Training takes batches from :class:`maskrcnnpp.data.semantic.SemanticNucleiMappe
 head (divided by the number of heads, so their sum is the equal-weight average), plus the
 boundary and CGM losses when enabled. Inference returns per image
 ``{"sem_seg": foreground probability [1, H, W], "instances": Instances}`` (instances from
-:func:`maskrcnnpp.postprocess.probability_to_instances`, on the CPU), plus ``"boundary"``
+:func:`maskrcnnpp.utils.postprocess.probability_to_instances`, on the CPU), plus ``"boundary"``
 [1, H, W] with a boundary channel. Head logits are at their node's stride (2 for X^{0,j}) and are
 upsampled bilinearly to the input size; inputs are zero-padded to a multiple of 32 (after
 normalisation) and the outputs cropped back; large images go through overlap-tile inference.
@@ -23,7 +23,7 @@ from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import ImageList
 
-from ...postprocess import labels_to_instances, postprocess_params, probability_to_instances
+from ...utils.postprocess import labels_to_instances, postprocess_params, probability_to_instances
 from .blocks import upsample_logits
 from .decoders import GraphDecoder, UNet3PlusDecoder, build_semantic_decoder
 from .encoder import LEVEL_STRIDES, check_resnet_encoder, resnet_level_channels, resnet_levels
@@ -42,6 +42,11 @@ class ClassificationGuidedModule(nn.Sequential):
         nn.init.normal_(conv.weight, std=0.01)
         nn.init.constant_(conv.bias, 0.0)
         super().__init__(nn.Dropout(dropout), conv, nn.AdaptiveMaxPool2d(1), nn.Flatten())
+
+
+def is_semantic(cfg) -> bool:
+    """True when ``cfg`` builds the encoder-decoder (U-Net family) meta-architecture."""
+    return cfg.MODEL.META_ARCHITECTURE == SemanticUNet.__name__
 
 
 @META_ARCH_REGISTRY.register()

@@ -10,11 +10,11 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.structures import Instances
 from detectron2.utils.events import EventStorage
 
+from maskrcnnpp.benchmark.pruning import record_executed_modules
 from maskrcnnpp.modeling.semantic import (
     SEMANTIC_DECODER_REGISTRY,
     SemanticUNet,
     bce_dice_loss,
-    record_executed_modules,
     resnet_levels,
 )
 from semantic_testutils import make_cfg

@@ -6,7 +6,7 @@ import torch
 
 from detectron2.modeling import build_model
 
-from maskrcnnpp.modeling.semantic import measure_pruned_levels
+from maskrcnnpp.benchmark.pruning import measure_pruned_levels
 from semantic_testutils import make_cfg
 
 

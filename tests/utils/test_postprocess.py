@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
-from maskrcnnpp.postprocess import labels_to_instances, probability_to_instances
+from maskrcnnpp.utils.postprocess import labels_to_instances, probability_to_instances
 from semantic_testutils import disk_labels, make_cfg
 
 TWO_DISCS = [(30, 25, 12), (30, 45, 12)]  # centres 20 px apart: touching, one connected blob

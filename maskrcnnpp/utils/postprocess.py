@@ -1,4 +1,5 @@
-"""Foreground probability -> nucleus instances, for every semantic model (and the evaluator).
+"""Foreground probability -> nucleus instances: one implementation for the semantic models, the
+evaluator and the predictor.
 
 One place turns a semantic model's per-pixel foreground probability into an integer label image:
 threshold, drop connected components smaller than ``min_size``, then split touching nuclei by a
@@ -15,6 +16,7 @@ Defaults come from ``cfg.MODEL.SEMANTIC_UNET`` when a cfg is given; explicit key
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple
 
 import numpy as np
@@ -25,7 +27,8 @@ from skimage import segmentation as skseg
 
 from detectron2.structures import Boxes, Instances
 
-DEFAULTS = {"threshold": 0.5, "min_size": 10, "watershed": True, "watershed_h": 2.0, "boundary_threshold": 0.5}
+from ..config import get_maskrcnnpp_cfg
+
 _CFG_KEYS = {
     "threshold": "THRESHOLD",
     "min_size": "MIN_SIZE",
@@ -35,12 +38,19 @@ _CFG_KEYS = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def _default_params() -> Tuple[Tuple[str, object], ...]:
+    node = get_maskrcnnpp_cfg().MODEL.SEMANTIC_UNET  # the defaults live in the config only
+    return tuple((name, node[key]) for name, key in _CFG_KEYS.items())
+
+
 def postprocess_params(cfg=None, **overrides) -> dict:
-    """The post-processing parameters: defaults < ``cfg.MODEL.SEMANTIC_UNET`` < non-None overrides."""
-    params = dict(DEFAULTS)
+    """The post-processing parameters: config defaults < ``cfg.MODEL.SEMANTIC_UNET`` < non-None overrides."""
     if cfg is not None:
         node = cfg.MODEL.SEMANTIC_UNET
-        params.update({name: node[key] for name, key in _CFG_KEYS.items()})
+        params = {name: node[key] for name, key in _CFG_KEYS.items()}
+    else:
+        params = dict(_default_params())
     params.update({k: v for k, v in overrides.items() if v is not None})
     return params
 
@@ -72,7 +82,7 @@ def probability_to_instances(
     Args:
         prob: [H, W] (or [1, H, W]) foreground probability.
         cfg: optional config; its MODEL.SEMANTIC_UNET THRESHOLD / MIN_SIZE / WATERSHED /
-            WATERSHED_H / BOUNDARY_THRESHOLD replace the defaults (0.5, 10, True, 2.0, 0.5).
+            WATERSHED_H / BOUNDARY_THRESHOLD replace the config defaults.
         threshold: foreground where prob > threshold.
         min_size: connected components of the foreground smaller than this (pixels) are dropped.
         watershed: split touching nuclei by watershed (False: connected components only).

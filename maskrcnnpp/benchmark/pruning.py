@@ -1,16 +1,14 @@
 """Cost of each inference mode of a SemanticUNet: parameters used, FLOPs, latency.
 
 ``measure_pruned_levels(cfg, size, device)`` is what ``tools/benchmark.py`` reports for U-Net vs
-UNet++ (ensemble and pruned L1..L4); ``python -m maskrcnnpp.modeling.semantic.benchmark`` prints it.
+UNet++ (ensemble and pruned L1..L4); ``tools/benchmark_pruning.py`` prints
+:func:`compare_pruned_levels` of several configs.
 Only the network is measured (normalised input -> probabilities), not post-processing.
 """
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -18,7 +16,8 @@ from torch import nn
 
 from detectron2.modeling import build_model
 
-from .decoders import INFERENCE_MODES, node_name
+from ..modeling.semantic.decoders import INFERENCE_MODES, node_name
+from .timing import time_calls_interleaved
 
 
 @contextmanager
@@ -55,28 +54,6 @@ class _NetworkInMode(nn.Module):
         return self.model.predict_probabilities(x, self.mode)
 
 
-def _latencies_ms(
-    fns: Dict[object, Callable[[], object]], device: torch.device, warmup: int, repeats: int
-) -> Dict[object, float]:
-    """Median wall time of each function; the functions take turns, so drifting machine load
-    (shared CPUs) biases none of them."""
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times: Dict[object, List[float]] = {k: [] for k in fns}
-    for it in range(warmup + repeats):
-        for key, fn in fns.items():
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            if it >= warmup:
-                times[key].append((time.perf_counter() - t0) * 1000)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 @torch.no_grad()
 def measure_pruned_levels(
     cfg,
@@ -98,9 +75,9 @@ def measure_pruned_levels(
     x = torch.randn(1, len(cfg.MODEL.PIXEL_MEAN), size, size, device=device)
     rows = static_costs(model, x, modes)
     runs = {r["mode"]: (lambda m=r["mode"]: model.predict_probabilities(x, m)) for r in rows}
-    latency = _latencies_ms(runs, device, warmup, repeats)
+    latency = time_calls_interleaved(runs, device, warmup, repeats)
     for r in rows:
-        r["latency_ms"] = latency[r["mode"]]
+        r["latency_ms"] = latency[r["mode"]].median_ms
     return rows
 
 
@@ -147,40 +124,20 @@ def format_rows(name: str, rows: List[Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    import maskrcnnpp  # noqa: F401  (compat measures, registrations)
-    from maskrcnnpp import get_maskrcnnpp_cfg, resolve_config_path
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config-file", nargs="+", default=["unet_r101", "unetpp_r101"])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+@torch.no_grad()
+def compare_pruned_levels(cfgs: Dict[str, object], size: int, device: str, repeats: int = 5) -> Dict[str, List[Dict[str, object]]]:
+    """:func:`measure_pruned_levels` rows of several configs (by name), every (model, mode) timed in
+    turn so load drift on a shared machine favours none."""
+    dev = torch.device(device)
     tables, runs = {}, {}
-    with torch.no_grad():
-        for name in args.config_file:
-            cfg = get_maskrcnnpp_cfg()
-            cfg.merge_from_file(resolve_config_path(name))
-            cfg.merge_from_list(args.opts)
-            model = _eval_model(cfg, device)
-            x = torch.randn(1, len(cfg.MODEL.PIXEL_MEAN), args.size, args.size, device=device)
-            tables[name] = static_costs(model, x)
-            for r in tables[name]:
-                runs[(name, r["mode"])] = lambda model=model, x=x, m=r["mode"]: model.predict_probabilities(x, m)
-        # Every (model, mode) takes turns, so load drift on a shared machine favours none.
-        latency = _latencies_ms(runs, device, warmup=1, repeats=args.repeats)
+    for name, cfg in cfgs.items():
+        model = _eval_model(cfg, dev)
+        x = torch.randn(1, len(cfg.MODEL.PIXEL_MEAN), size, size, device=dev)
+        tables[name] = static_costs(model, x)
+        for r in tables[name]:
+            runs[(name, r["mode"])] = lambda model=model, x=x, m=r["mode"]: model.predict_probabilities(x, m)
+    latency = time_calls_interleaved(runs, dev, warmup=1, iters=repeats)
     for name, rows in tables.items():
         for r in rows:
-            r["latency_ms"] = latency[(name, r["mode"])]
-        print(f"# {name} at {args.size}x{args.size} on {args.device}, params total {rows[0]['params_total'] / 1e6:.2f} M")
-        print(format_rows(name, rows))
-
-
-if __name__ == "__main__":
-    main()
+            r["latency_ms"] = latency[(name, r["mode"])].median_ms
+    return tables
