@@ -33,18 +33,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
 from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
-from maskrcnnpp.plots import (  # noqa: E402
-    DEFAULT_EDGES,
-    PlotInputError,
-    bucket_names,
-    image_formats,
-    plot_size_buckets,
-    plot_speed_accuracy,
-    plot_training_curves,
-    read_speed_rows,
-    size_bucket_scores,
-    speed_series,
-)
+from maskrcnnpp.evaluation.size_buckets import DEFAULT_EDGES, bucket_names, size_bucket_scores  # noqa: E402
+from maskrcnnpp.vis.plot_inputs import PlotInputError, read_speed_rows, speed_series  # noqa: E402
+from maskrcnnpp.vis.plots import image_formats, plot_size_buckets, plot_speed_accuracy, plot_training_curves  # noqa: E402
 
 
 OUTPUT_HELP = "image file (.png, .pdf, .svg, ...; its folder is created if missing)"
@@ -113,7 +104,7 @@ def check_output(path: str, option: str) -> None:
     ensure_output_dir(os.path.dirname(os.path.abspath(path)), f"{option} {path}: its folder")
     if option == "--output":
         ext = os.path.splitext(path)[1].lstrip(".").lower()
-        # no extension is written as PNG (maskrcnnpp.plots._save)
+        # no extension is written as PNG (maskrcnnpp.vis.plots._save)
         if ext and ext not in image_formats():
             raise UserError(f"--output {path}: cannot write .{ext} images; use one of {', '.join(image_formats())}")
 
@@ -131,22 +122,15 @@ def parse_edges(text: str) -> List[float]:
 def load_pairs(gt_path: str, images: str | None, results_path: str, score_thresh: float) -> List[Tuple]:
     """(gt label image, predicted label image) of every ground-truth image."""
     from maskrcnnpp.evaluation import gt_label_image
-    from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results
-    from maskrcnnpp.evaluation.label_images import results_kept, rles_to_label_image
+    from maskrcnnpp.evaluation.coco_results import coco_records, load_coco_gt, load_coco_results
+    from maskrcnnpp.evaluation.label_images import results_label_image
 
     gt, _ = load_coco_gt(gt_path, images)
     results = load_coco_results(results_path, gt)
-    anns: Dict = {}
-    for ann in gt["annotations"]:
-        anns.setdefault(ann["image_id"], []).append(ann)
     pairs = []
-    for image in gt["images"]:
-        record = {"image_id": image["id"], "file_name": image.get("file_name", "?"), "height": image["height"],
-                  "width": image["width"], "annotations": anns.get(image["id"], [])}
+    for record in coco_records(gt):
         gt_labels, _ = gt_label_image(record)
-        kept = results_kept(results.get(image["id"], []), score_thresh)
-        pred = rles_to_label_image([r["segmentation"] for r in kept], [r["score"] for r in kept], gt_labels.shape)
-        pairs.append((gt_labels, pred))
+        pairs.append((gt_labels, results_label_image(results.get(record["image_id"], []), gt_labels.shape, score_thresh)))
     return pairs
 
 

@@ -34,35 +34,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
 from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
-from maskrcnnpp.inference import (  # noqa: E402
-    FORMATS,
-    ImageReadError,
-    NucleiPredictor,
-    coco_results,
-    describe_device,
-    intensity_image,
-    read_image,
-    write_coco_results,
-    write_imagej_rois,
-    write_kaggle,
-    write_label_image,
-    write_nuclei_csv,
-)
+from maskrcnnpp.inference import ImageReadError, NucleiPredictor, describe_device, outputs, read_image  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import file_stem  # noqa: E402
+from maskrcnnpp.inference.outputs import DEFAULT_FORMATS, FORMATS  # noqa: E402
 from maskrcnnpp.inference.image_io import IMAGE_SUFFIXES, RESCALE_MODES, image_kind, list_image_files  # noqa: E402
 
 logger = logging.getLogger("predict")
-
-PER_IMAGE_FILES = {
-    "label_png": "{stem}_labels.png",
-    "label_tif": "{stem}_labels.tif",
-    "nuclei_csv": "{stem}_nuclei.csv",
-    "imagej_roi": "{stem}_rois.zip",
-}
-COCO_FILE = "coco_results.json"
-KAGGLE_FILE = "kaggle_submission.csv"
-DEFAULT_FORMATS = "label_png,coco,nuclei_csv"
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -101,11 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_formats(text: str) -> List[str]:
-    formats = [f.strip() for f in text.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise UserError(f"--formats {text!r}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(FORMATS)}")
-    return list(dict.fromkeys(formats))
+    try:
+        return outputs.parse_formats(text)
+    except UserError as e:
+        raise UserError(f"--formats {text!r}: {e}") from None
 
 
 def list_images(path: str, pattern: str | None, option: str = "--input") -> List[str]:
@@ -153,26 +129,11 @@ def check_images(files: List[str]) -> None:
                         f"{'; '.join(problems[:3])}{more}")
 
 
-def output_names(files: List[str], formats: List[str]) -> List[str]:
-    """The file names this run writes in --output."""
-    names = [COCO_FILE] if "coco" in formats else []
-    names += [KAGGLE_FILE] if "kaggle_csv" in formats else []
-    stems = [file_stem(f) for f in files]
-    names += [PER_IMAGE_FILES[fmt].format(stem=stem) for stem in stems for fmt in formats if fmt in PER_IMAGE_FILES]
-    return names
-
-
-def warn_earlier_outputs(output: str, files: List[str], formats: List[str]) -> None:
-    """Log how many files named like predict's outputs already are in ``output`` (kept, never deleted):
-    those this run does not rewrite would otherwise pass for part of its results."""
-    suffixes = tuple(name.format(stem="") for name in PER_IMAGE_FILES.values())
-    present = sorted(n for n in os.listdir(output)
-                     if (n in (COCO_FILE, KAGGLE_FILE) or (n.endswith(suffixes) and not n.startswith(".")))
-                     and os.path.isfile(os.path.join(output, n)))
+def warn_earlier_outputs(output: str, stems: List[str], formats: List[str]) -> None:
+    """Log how many files named like predict's outputs already are in ``output`` (kept, never deleted)."""
+    present, stale = outputs.earlier_outputs(output, stems, formats)
     if not present:
         return
-    rewritten = set(output_names(files, formats))
-    stale = [n for n in present if n not in rewritten]
     if stale:
         what = (f"{len(present) - len(stale)} will be replaced; {len(stale)} are not outputs of this run and stay "
                 f"as they are (e.g. {', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); use an empty "
@@ -198,14 +159,13 @@ def main(argv=None) -> Dict[str, int]:
     predictor = NucleiPredictor(cfg, args.weights, tta=args.tta, score_thresh=args.score_thresh, rescale=args.rescale,
                                 config_name=args.config)
     ensure_output_dir(args.output, "--output")  # created only once inputs and weights are known to be usable
-    warn_earlier_outputs(args.output, files, formats)
+    warn_earlier_outputs(args.output, [file_stem(f) for f in files], formats)
     print(f"model: {cfg.MODEL.META_ARCHITECTURE} from {args.weights or cfg.MODEL.WEIGHTS}"
           f"{' with TTA' if args.tta else ''}; score threshold {predictor.score_thresh}", flush=True)
 
     from tqdm import tqdm
 
-    coco: List[dict] = []
-    kaggle = {}
+    writer = outputs.PredictionWriter(args.output, formats)
     counts: Dict[str, int] = {}
     for path in tqdm(files, desc="images", unit="img", disable=len(files) < 2):
         stem = file_stem(path)
@@ -214,23 +174,9 @@ def main(argv=None) -> Dict[str, int]:
         tiles = prediction.info.get("tiles", 1)
         note = f", {tiles} tiles, {prediction.info.get('duplicates', 0)} border duplicates merged" if tiles > 1 else ""
         tqdm.write(f"{os.path.basename(path)}: {describe_image(path, image)} -> {prediction.num_instances} nuclei{note}")
-        for fmt in formats:
-            target = os.path.join(args.output, PER_IMAGE_FILES.get(fmt, "").format(stem=stem))
-            if fmt in ("label_png", "label_tif"):
-                write_label_image(target, prediction)
-            elif fmt == "nuclei_csv":
-                write_nuclei_csv(target, prediction, intensity_image(image))
-            elif fmt == "imagej_roi":
-                write_imagej_rois(target, prediction)
-        if "coco" in formats:
-            coco.extend(coco_results(stem, prediction))
-        if "kaggle_csv" in formats:
-            kaggle[stem] = prediction
+        writer.add(stem, prediction, image)
         counts[stem] = prediction.num_instances
-    if "coco" in formats:
-        write_coco_results(os.path.join(args.output, COCO_FILE), coco)
-    if "kaggle_csv" in formats:
-        write_kaggle(os.path.join(args.output, KAGGLE_FILE), kaggle)
+    writer.close()
     print(f"wrote {', '.join(formats)} for {len(files)} image(s), {sum(counts.values())} nuclei, to {args.output}")
     if not any(counts.values()):
         logging.getLogger("predict").warning(

@@ -24,7 +24,6 @@ import argparse
 import logging
 import os
 import sys
-from collections import defaultdict
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -36,9 +35,10 @@ from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
 from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.inference import ImageReadError, NucleiPredictor, read_image, to_uint8_rgb  # noqa: E402
-from maskrcnnpp.evaluation.coco_results import file_stem, unique_stems  # noqa: E402
+from maskrcnnpp.evaluation.coco_results import file_stem, group_results_file, unique_stems  # noqa: E402
+from maskrcnnpp.evaluation.label_images import NucleiEvaluationInputError, results_label_image  # noqa: E402
 from maskrcnnpp.inference.image_io import list_image_files  # noqa: E402
-from maskrcnnpp.visualization import MODES, comparison_panels, compose_grid, save_png  # noqa: E402
+from maskrcnnpp.vis.images import MODES, comparison_panels, compose_grid, save_png  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,32 +101,18 @@ def dataset_items(name: str, cfg) -> List[Dict]:
 
 def load_results(path: str) -> Dict[Any, List[dict]]:
     """COCO results grouped by ``image_id`` (as stored: 1 and "1" are different images)."""
-    from maskrcnnpp.utils.files import read_json
-
-    results = read_json(path, "--results", UserError)
-    if not isinstance(results, list) or any(not isinstance(r, dict) or "image_id" not in r or "segmentation" not in r for r in results):
-        raise UserError(f"--results {path} is not a COCO results file (a JSON list of entries with image_id, segmentation, score)")
-    grouped: Dict[Any, List[dict]] = defaultdict(list)
-    for r in results:
-        grouped[r["image_id"]].append(r)
-    return grouped
+    try:
+        return group_results_file(path, "--results")
+    except NucleiEvaluationInputError as e:
+        raise UserError(str(e)) from None
 
 
 def results_labels(results: List[dict], shape: Tuple[int, int], score_thresh: float, where: str) -> np.ndarray:
     """Label image of one image's COCO results scoring >= ``score_thresh`` (overlaps go to the higher score)."""
-    from maskrcnnpp.evaluation.label_images import (
-        NucleiEvaluationInputError,
-        results_kept,
-        rles_to_label_image,
-        segmentation_to_rle,
-    )
-
-    kept = results_kept(results, score_thresh)
     try:
-        rles = [segmentation_to_rle(r["segmentation"], shape[0], shape[1], where) for r in kept]
+        return results_label_image(results, shape, score_thresh, where)
     except NucleiEvaluationInputError as e:
         raise UserError(str(e)) from None
-    return rles_to_label_image(rles, [float(r.get("score", 1.0)) for r in kept], shape)
 
 
 def iterate_images(args, cfg) -> Iterator[Tuple[Optional[Any], str, Optional[np.ndarray]]]:

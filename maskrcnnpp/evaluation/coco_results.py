@@ -107,6 +107,29 @@ def load_coco_gt(path: str, images_dir: Optional[str] = None) -> Tuple[Dict[str,
     return gt, fills
 
 
+def coco_records(gt: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Detectron2-style dataset dicts (image_id, file_name, height, width, annotations) of a loaded COCO ground truth."""
+    anns: Dict[Any, List[Dict[str, Any]]] = defaultdict(list)
+    for ann in gt["annotations"]:
+        anns[ann["image_id"]].append(ann)
+    return [{"image_id": image["id"], "file_name": image.get("file_name", "?"), "height": image["height"],
+             "width": image["width"], "annotations": anns.get(image["id"], [])} for image in gt["images"]]
+
+
+def group_results_file(path: str, what: str = "results file") -> Dict[Any, List[Dict[str, Any]]]:
+    """A COCO results file (no ground truth to check it against) grouped by ``image_id`` as stored
+    (1 and "1" are different images); a NucleiEvaluationInputError naming it (``what`` ``path``) if it is not one."""
+    results = read_json(path, what, NucleiEvaluationInputError)
+    if not isinstance(results, list) or any(not isinstance(r, dict) or "image_id" not in r or "segmentation" not in r
+                                            for r in results):
+        raise NucleiEvaluationInputError(f"{what} {path} is not a COCO results file (a JSON list of entries with "
+                                         "image_id, segmentation, score)")
+    grouped: Dict[Any, List[Dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        grouped[r["image_id"]].append(r)
+    return dict(grouped)
+
+
 def file_stem(file_name: str) -> str:
     """``file_name`` without folder and extension: the image id tools/predict.py writes."""
     return os.path.splitext(os.path.basename(str(file_name)))[0]
@@ -198,7 +221,10 @@ def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str,
         rle = {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
         # every entry, whatever its score: the nuclei metrics decode only those above the threshold,
         # but COCO AP uses them all
-        runs = rle_run_lengths(rle)
+        try:
+            runs = rle_run_lengths(rle)
+        except ValueError as e:
+            raise NucleiEvaluationInputError(f"{path}: entry {k} (image id {res['image_id']!r}): {e}") from None
         if runs.sum() != image["height"] * image["width"] or (runs < 0).any():
             raise NucleiEvaluationInputError(
                 f"{path}: entry {k} (image id {res['image_id']!r}): RLE counts cover {int(runs.sum())} pixels, "

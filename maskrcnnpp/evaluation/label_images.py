@@ -31,6 +31,7 @@ __all__ = [
     "instances_to_label_image",
     "scores_kept",
     "results_kept",
+    "results_label_image",
 ]
 
 
@@ -166,6 +167,15 @@ def results_kept(results: Sequence[Dict[str, Any]], score_thresh: float) -> List
     """The COCO results (``score``; 1 where absent) kept at ``score_thresh`` by :func:`scores_kept`."""
     keep = scores_kept([float(r.get("score", 1.0)) for r in results], score_thresh)
     return [r for r, k in zip(results, keep) if k]
+
+
+def results_label_image(results: Sequence[Dict[str, Any]], shape: Tuple[int, int], score_thresh: float,
+                        where: str = "results") -> np.ndarray:
+    """Label image of one image's COCO results scoring at least ``score_thresh`` (overlaps go to the
+    higher score); segmentations are checked against ``shape`` (a NucleiEvaluationInputError naming ``where``)."""
+    kept = results_kept(results, score_thresh)
+    rles = [segmentation_to_rle(r["segmentation"], shape[0], shape[1], where) for r in kept]
+    return rles_to_label_image(rles, [float(r.get("score", 1.0)) for r in kept], shape)
 
 
 def instances_to_label_image(instances, score_thresh: float, mask_thresh: float) -> np.ndarray:

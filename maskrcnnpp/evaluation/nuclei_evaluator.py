@@ -37,8 +37,7 @@ from .label_images import (
     NucleiEvaluationInputError,
     gt_label_image,
     instances_to_label_image,
-    rles_to_label_image,
-    results_kept,
+    results_label_image,
 )
 from .metrics import PRECISION_KEYS, score_image, summarize_images
 
@@ -323,10 +322,8 @@ class NucleiEvaluator(DatasetEvaluator):
         :func:`maskrcnnpp.evaluation.coco_results.load_coco_results`).
         """
         record = self._record(image_id)
-        kept = results_kept(results, self._score_thresh)
-        pred_labels = rles_to_label_image(
-            [r["segmentation"] for r in kept], [r["score"] for r in kept], (record["height"], record["width"])
-        )
+        pred_labels = results_label_image(results, (record["height"], record["width"]), self._score_thresh,
+                                          f"results of image id {image_id!r}")
         self._add_row(record, pred_labels)
         if self._coco is not None:
             self._coco.add_coco_results(image_id, results)

@@ -4,8 +4,10 @@
 * :mod:`.predictor` -- :class:`NucleiPredictor` (config + weights, TTA, tiled prediction);
 * :mod:`.tiling` -- tiles with overlap and the merge that counts each nucleus once;
 * :mod:`.instances` -- cropped instance masks and the non-overlapping label image;
-* :mod:`.writers` -- label PNG/TIFF, COCO results JSON, Kaggle RLE CSV, per-nucleus CSV, ImageJ ROIs.
+* :mod:`.writers` -- label PNG/TIFF, COCO results JSON, Kaggle RLE CSV, per-nucleus CSV, ImageJ ROIs;
+* :mod:`.outputs` -- the output formats' file names and the writer that dispatches to them.
 """
+from . import outputs  # noqa: F401
 from .image_io import ImageReadError, intensity_image, read_image, to_uint8_rgb  # noqa: F401
 from .instances import CroppedInstance, NucleiPrediction, paint_labels  # noqa: F401
 from .predictor import NucleiPredictor, describe_device  # noqa: F401

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 import pycocotools.mask as mask_util
 
-from ..utils.files import atomic_path  # noqa: F401  (also used from here by plots and visualization)
+from ..utils.files import atomic_path
 from .instances import NucleiPrediction
 
 logger = logging.getLogger(__name__)

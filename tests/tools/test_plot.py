@@ -1,4 +1,4 @@
-"""maskrcnnpp.plots and tools/plot.py: training curves, speed vs accuracy (Fig. 5), size buckets (Fig. 7)."""
+"""maskrcnnpp.vis.plots and tools/plot.py: training curves, speed vs accuracy (Fig. 5), size buckets (Fig. 7)."""
 from __future__ import annotations
 
 import csv
@@ -11,14 +11,9 @@ import pycocotools.mask as mask_util
 import pytest
 from PIL import Image
 
-from maskrcnnpp.plots import (
-    PlotInputError,
-    SizeBucketCounts,
-    plot_speed_accuracy,
-    plot_training_curves,
-    read_speed_rows,
-    size_bucket_scores,
-)
+from maskrcnnpp.evaluation.size_buckets import SizeBucketCounts, size_bucket_scores
+from maskrcnnpp.vis.plot_inputs import PlotInputError, read_speed_rows
+from maskrcnnpp.vis.plots import plot_speed_accuracy, plot_training_curves
 
 from tool_helpers import disk_labels
 
@@ -90,7 +85,7 @@ def benchmark_rows(configs, modes, sizes):
 
 def drawn_lines(monkeypatch):
     """Capture (label, x, y) of each line of the IoU panel at save time."""
-    import maskrcnnpp.plots as plots
+    import maskrcnnpp.vis.plots as plots
 
     lines = []
 

@@ -162,7 +162,7 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(img)
     err = _main_error(capsys, ["--input", str(img), "--config", "maskrcnnpp_tiny", "--output", str(tmp_path / "o"),
                                "--device", "cuda"])
-    assert "error: --device cuda was asked for but torch.cuda.is_available() is False" in err
+    assert "error: device 'cuda' (MODEL.DEVICE) was asked for but torch.cuda.is_available() is False" in err
 
 
 def test_bad_config_key_unknown_format_and_empty_folder(tmp_path, capsys, weights):

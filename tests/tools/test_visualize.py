@@ -1,4 +1,4 @@
-"""maskrcnnpp.visualization and tools/visualize.py: overlays, contours, the Fig. 4 error map, PNG grids."""
+"""maskrcnnpp.vis.images and tools/visualize.py: overlays, contours, the Fig. 4 error map, PNG grids."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ from PIL import Image
 from maskrcnnpp.utils.files import default_file_mode
 from maskrcnnpp.evaluation.coco_results import file_stem
 from maskrcnnpp.inference import NucleiPrediction, coco_results, write_coco_results
-from maskrcnnpp.visualization import (
+from maskrcnnpp.vis.images import (
     ERROR_COLORS,
     PANEL_GAP,
     TITLE_HEIGHT,

@@ -158,7 +158,7 @@ def save_png(path: str, image: np.ndarray) -> None:
     """Write ``uint8 RGB`` ``image`` as PNG, atomically (a temporary file renamed into place)."""
     from PIL import Image
 
-    from .utils.files import atomic_path
+    from ..utils.files import atomic_path
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as tmp:

@@ -1,0 +1,105 @@
+"""Where predictions go: the output formats, their file names in an output folder, and the writer
+that sends each prediction to every chosen format. One place owns both (as Cellpose's ``io``), so
+``tools/predict.py``, the predictor's users and later tools name and write files the same way.
+
+Per image ``<stem>``: ``label_png`` -> ``<stem>_labels.png``, ``label_tif`` -> ``<stem>_labels.tif``,
+``nuclei_csv`` -> ``<stem>_nuclei.csv``, ``imagej_roi`` -> ``<stem>_rois.zip``; for all images
+together: ``coco`` -> ``coco_results.json``, ``kaggle_csv`` -> ``kaggle_submission.csv``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import UserError
+from .image_io import intensity_image
+from .instances import NucleiPrediction
+from .writers import (
+    FORMATS,
+    coco_results,
+    write_coco_results,
+    write_imagej_rois,
+    write_kaggle,
+    write_label_image,
+    write_nuclei_csv,
+)
+
+__all__ = ["COCO_FILE", "DEFAULT_FORMATS", "FORMATS", "KAGGLE_FILE", "PER_IMAGE_FILES", "PredictionWriter",
+           "earlier_outputs", "output_names", "parse_formats"]
+
+PER_IMAGE_FILES = {
+    "label_png": "{stem}_labels.png",
+    "label_tif": "{stem}_labels.tif",
+    "nuclei_csv": "{stem}_nuclei.csv",
+    "imagej_roi": "{stem}_rois.zip",
+}
+COCO_FILE = "coco_results.json"
+KAGGLE_FILE = "kaggle_submission.csv"
+DEFAULT_FORMATS = "label_png,coco,nuclei_csv"
+
+
+def parse_formats(text: str) -> List[str]:
+    """The formats of a comma-separated list, in order, once each; a UserError naming unknown ones."""
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UserError(f"unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(FORMATS)}")
+    return list(dict.fromkeys(formats))
+
+
+def output_names(stems: Sequence[str], formats: Sequence[str]) -> List[str]:
+    """The file names written for images ``stems`` in ``formats``."""
+    names = [COCO_FILE] if "coco" in formats else []
+    names += [KAGGLE_FILE] if "kaggle_csv" in formats else []
+    names += [PER_IMAGE_FILES[fmt].format(stem=stem) for stem in stems for fmt in formats if fmt in PER_IMAGE_FILES]
+    return names
+
+
+def earlier_outputs(folder: str, stems: Sequence[str], formats: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Files in ``folder`` named like prediction outputs, and those of them a run on ``stems`` in
+    ``formats`` would not rewrite (they would pass for part of its results)."""
+    suffixes = tuple(name.format(stem="") for name in PER_IMAGE_FILES.values())
+    present = sorted(n for n in os.listdir(folder)
+                     if (n in (COCO_FILE, KAGGLE_FILE) or (n.endswith(suffixes) and not n.startswith(".")))
+                     and os.path.isfile(os.path.join(folder, n)))
+    rewritten = set(output_names(stems, formats))
+    return present, [n for n in present if n not in rewritten]
+
+
+class PredictionWriter:
+    """Writes predictions into ``folder`` in ``formats``: per-image files as each image comes
+    (:meth:`add`), the files of all images together at :meth:`close`. Every file is written atomically."""
+
+    def __init__(self, folder: str, formats: Sequence[str]):
+        self.folder = folder
+        self.formats = list(formats)
+        self._coco: List[dict] = []
+        self._kaggle: Dict[str, NucleiPrediction] = {}
+
+    def path(self, fmt: str, stem: str = "") -> str:
+        """The file ``fmt`` is written to (for image ``stem`` when it is a per-image format)."""
+        name = {"coco": COCO_FILE, "kaggle_csv": KAGGLE_FILE}.get(fmt) or PER_IMAGE_FILES[fmt].format(stem=stem)
+        return os.path.join(self.folder, name)
+
+    def add(self, stem: str, prediction: NucleiPrediction, image: Optional[np.ndarray] = None) -> None:
+        """Write ``prediction`` of image ``stem`` (``image``: its pixels, for the mean intensities)."""
+        for fmt in self.formats:
+            if fmt in ("label_png", "label_tif"):
+                write_label_image(self.path(fmt, stem), prediction)
+            elif fmt == "nuclei_csv":
+                write_nuclei_csv(self.path(fmt, stem), prediction, None if image is None else intensity_image(image))
+            elif fmt == "imagej_roi":
+                write_imagej_rois(self.path(fmt, stem), prediction)
+            elif fmt == "coco":
+                self._coco.extend(coco_results(stem, prediction))
+            elif fmt == "kaggle_csv":
+                self._kaggle[stem] = prediction
+
+    def close(self) -> None:
+        """Write the files that hold all images (COCO results, Kaggle CSV)."""
+        if "coco" in self.formats:
+            write_coco_results(self.path("coco"), self._coco)
+        if "kaggle_csv" in self.formats:
+            write_kaggle(self.path("kaggle_csv"), self._kaggle)
