@@ -59,7 +59,8 @@ def main(argv=None) -> int:
             workers=args.workers, progress=not args.no_progress,
         )
     except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
+        option = f" (option --{e.argument})" if getattr(e, "argument", None) else ""
+        print(f"error: {e}{option}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: {args.out} is left as it was (the partial conversion is removed)", file=sys.stderr)

@@ -5,6 +5,7 @@ one pytest-xdist worker per core, and OpenMP spinning across oversubscribed core
 convolutions several times slower.
 """
 import os
+import sys
 
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["MKL_NUM_THREADS"] = "1"
@@ -14,6 +15,8 @@ import torch  # noqa: E402
 import maskrcnnpp  # noqa: E402,F401
 
 torch.set_num_threads(1)
+# tests/helpers: modules shared by tests of several folders (dsb2018_data), importable by name
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers"))
 os.environ.setdefault("MASKRCNNPP_DSB2018_ZIP", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "dsb2018", "stage1_train.zip"))
 
 

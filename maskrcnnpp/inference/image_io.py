@@ -1,28 +1,9 @@
 """Read microscopy images of any kind and convert them to the models' 8-bit, 3-channel input.
 
-Accepted arrays: grey ``[H, W]`` or ``[H, W, 1]``, RGB ``[H, W, 3]``, RGBA ``[H, W, 4]`` (alpha is
-dropped, not composited: microscopy RGBA files carry an opaque or meaningless alpha), with
-``uint8``, ``uint16`` (or any other integer type), ``bool`` or float pixels. A grey+alpha PNG is
-read as grey (its alpha dropped likewise); :func:`image_kind` still says what the file holds.
-
-Conversion to ``uint8`` (:func:`to_uint8_rgb`):
-
-* ``uint8`` is used as is;
-* any other type is rescaled linearly so that intensity ``lo`` maps to 0 and ``hi`` to 255
-  (values outside are clipped), with ``(lo, hi)`` taken over all channels together (so colours
-  keep their ratios) by the ``rescale`` rule:
-
-  - ``"max"`` (default): ``lo = 0``, ``hi`` = the maximum, which is how ``prepare_dsb2018.py``
-    converts deeper-than-8-bit training images; a model trained on data it prepared therefore sees
-    the same pixels at prediction as in training;
-  - ``"percentile"``: ``lo, hi`` = the 0.1th and 99.9th percentiles of the pixel values, robust to
-    a few hot or dead pixels (a contrast stretch the training images did not get);
-  - ``"minmax"``: ``lo, hi`` = the minimum and maximum;
-  - ``"none"``: ``lo, hi`` = the full range of the type (0..65535 for ``uint16``; 0..1 for
-    floats), i.e. no contrast stretch.
-
-  ``hi == lo`` (an all-zero image, or a constant one with "percentile" or "minmax") gives all zeros.
-* grey becomes RGB by repeating the channel.
+Files are read with their original type and channels (:func:`read_image`); the conversion to
+the 8-bit RGB model input (:func:`to_uint8_rgb`, the ``rescale`` rules) is
+:mod:`maskrcnnpp.utils.images`, the same one ``prepare_dsb2018`` applies to training images.
+A grey+alpha PNG is read as grey (its alpha dropped); :func:`image_kind` still says what the file holds.
 
 Per-nucleus intensities are measured on the *original* values (:func:`intensity_image`), not on
 the 8-bit model input.
@@ -32,16 +13,27 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..utils.images import (  # noqa: F401  (the conversion's names, importable from here as before)
+    PERCENTILES,
+    PNG_SIGNATURE,
+    RESCALE_MODES,
+    check_layout,
+    colour_channels,
+    decode_with_opencv,
+    intensity_image,
+    intensity_range,
+    png_ihdr,
+    rescale_to_uint8,
+    to_uint8_rgb,
+)
+
 logger = logging.getLogger(__name__)
 
-RESCALE_MODES = ("max", "percentile", "minmax", "none")
-PERCENTILES = (0.1, 99.9)
 TIFF_SUFFIXES = (".tif", ".tiff")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_GREY_ALPHA = 4  # IHDR colour type of grey + alpha (PNG spec 11.2.2)
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -106,16 +98,8 @@ def read_image(path: str, log: bool = True) -> np.ndarray:
 
 
 def _read_with_opencv(path: str) -> Optional[np.ndarray]:
-    import cv2
-
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        return None
-    if image.ndim == 3 and image.shape[2] == 3:
-        return np.ascontiguousarray(image[:, :, ::-1])  # BGR -> RGB
-    if image.ndim == 3 and image.shape[2] == 4:
-        return np.ascontiguousarray(image[:, :, [2, 1, 0, 3]])  # BGRA -> RGBA
-    return image
+    with open(path, "rb") as f:
+        return decode_with_opencv(f.read())
 
 
 def _read_with_pillow(path: str) -> np.ndarray:
@@ -137,12 +121,10 @@ def png_colour_type(path: str) -> Optional[int]:
     6 RGBA), or None when ``path`` is not a PNG. Pillow cannot tell: it opens 16-bit grey+alpha as RGBA."""
     try:
         with open(path, "rb") as f:
-            head = f.read(26)
+            header = png_ihdr(f.read(26))
     except OSError:
         return None
-    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-        return None
-    return head[25]
+    return None if header is None else header[1]
 
 
 def image_kind(path: str, image: np.ndarray) -> str:
@@ -182,75 +164,3 @@ def list_image_files(path: str, pattern: Optional[str] = None, option: str = "in
                                  "pick one with a pattern")
         stems[stem] = f
     return files
-
-
-def check_layout(image: np.ndarray) -> None:
-    """Raise ValueError unless ``image`` is ``[H, W]`` or ``[H, W, C]`` with C in 1, 3, 4 and H, W > 0."""
-    if image.ndim == 3 and image.shape[2] in (1, 3, 4) and image.shape[0] > 0 and image.shape[1] > 0:
-        return
-    if image.ndim == 2 and image.shape[0] > 0 and image.shape[1] > 0:
-        return
-    raise ValueError(
-        f"unsupported image layout {image.shape} ({image.dtype}): expected [H, W] grey, [H, W, 3] RGB "
-        "or [H, W, 4] RGBA (multi-page stacks and other channel counts are not supported)"
-    )
-
-
-def colour_channels(image: np.ndarray) -> np.ndarray:
-    """``image`` as ``[H, W, C]`` with C = 1 (grey) or 3 (RGB); an alpha channel is dropped."""
-    check_layout(image)
-    if image.ndim == 2:
-        return image[:, :, None]
-    return image[:, :, :3] if image.shape[2] == 4 else image
-
-
-def intensity_range(image: np.ndarray, rescale: str = "max") -> Tuple[float, float]:
-    """The ``(lo, hi)`` intensities mapped to 0 and 255 by :func:`to_uint8_rgb` (see module doc)."""
-    if rescale not in RESCALE_MODES:
-        raise ValueError(f"rescale must be one of {RESCALE_MODES}, got {rescale!r}")
-    values = colour_channels(image)
-    if values.dtype == bool:
-        return 0.0, 1.0
-    if rescale == "none":
-        if np.issubdtype(values.dtype, np.integer):
-            info = np.iinfo(values.dtype)
-            return float(max(info.min, 0)), float(info.max)
-        return 0.0, 1.0
-    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-    if finite.size == 0:
-        return 0.0, 0.0
-    if rescale == "max":
-        return 0.0, float(finite.max())
-    if rescale == "minmax":
-        return float(finite.min()), float(finite.max())
-    lo, hi = np.percentile(finite, PERCENTILES)
-    return float(lo), float(hi)
-
-
-def rescale_to_uint8(values: np.ndarray, rescale: str = "max") -> Tuple[np.ndarray, Tuple[float, float]]:
-    """``values`` (any non-8-bit type, same shape out) mapped linearly from ``(lo, hi)`` to 0..255, and
-    that range (module doc). The one conversion of both ``prepare_dsb2018.py`` and prediction."""
-    lo, hi = intensity_range(values, rescale)
-    scaled = values.astype(np.float64)
-    if values.dtype.kind == "f":
-        scaled = np.nan_to_num(scaled, nan=lo, posinf=hi, neginf=lo)
-    if hi > lo:
-        scaled = (scaled - lo) * (255.0 / (hi - lo))
-    else:
-        scaled = np.zeros_like(scaled)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8), (lo, hi)
-
-
-def to_uint8_rgb(image: np.ndarray, rescale: str = "max") -> np.ndarray:
-    """The model input ``uint8 [H, W, 3]`` (RGB order) of any supported image (module doc)."""
-    values = colour_channels(np.asarray(image))
-    out = values if values.dtype == np.uint8 else rescale_to_uint8(values, rescale)[0]
-    if out.shape[2] == 1:
-        out = np.repeat(out, 3, axis=2)
-    return np.ascontiguousarray(out)
-
-
-def intensity_image(image: np.ndarray) -> np.ndarray:
-    """Float ``[H, W]`` intensity in the image's original units: grey as is, colour = mean of R, G, B."""
-    values = colour_channels(np.asarray(image)).astype(np.float64)
-    return values.mean(axis=2)

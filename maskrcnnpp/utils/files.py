@@ -126,8 +126,10 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
-def write_json(path: str, obj: Any, *, indent: int | None = 2, allow_nan: bool = True) -> None:
-    """Write ``obj`` as JSON to ``path`` through :func:`atomic_path` (a trailing newline included)."""
+def write_json(path: str, obj: Any, *, indent: int | None = 2, allow_nan: bool = True,
+               separators: tuple[str, str] | None = None, newline: bool = True) -> None:
+    """Write ``obj`` as JSON to ``path`` through :func:`atomic_path` (with a trailing newline unless ``newline`` is False)."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=indent, allow_nan=allow_nan)
-        f.write("\n")
+        json.dump(obj, f, indent=indent, allow_nan=allow_nan, separators=separators)
+        if newline:
+            f.write("\n")

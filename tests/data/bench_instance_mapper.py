@@ -16,6 +16,9 @@ DataLoader worker does next, moving the output's tensors to shared memory for th
 reported, never asserted.
 """
 import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))  # dsb2018_data, run as a script
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
@@ -35,7 +38,7 @@ from detectron2.data import DatasetCatalog, DatasetMapper  # noqa: E402
 
 from maskrcnnpp.data import setup_datasets  # noqa: E402
 from maskrcnnpp.data.instance_mapper import NucleiInstanceMapper  # noqa: E402
-from maskrcnnpp.data.testing import prepared_dsb2018  # noqa: E402
+from dsb2018_data import prepared_dsb2018  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import maskrcnnpp  # noqa: F401  (compat measures before detectron2)
-from maskrcnnpp.data.testing import dsb2018_zip_path, prepared_dsb2018
+from dsb2018_data import dsb2018_zip_path, prepared_dsb2018
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # data_testutils, however pytest imports
 

@@ -186,8 +186,9 @@ def test_image_folder_without_masks_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match=r"src/lonely: image folder without masks"):
         convert(src, tmp_path / "out")
     images_only = write_kaggle_source(tmp_path / "images_only", {"a": (rgba(H, W, 1), [])})
-    with pytest.raises(DatasetError, match="pass --labels"):
+    with pytest.raises(DatasetError, match="images-only data .* need labels: the released RLE CSV") as err:
         convert(images_only, tmp_path / "out")
+    assert err.value.argument == "labels"  # the command names its option for it
 
 
 def test_masks_without_image_is_an_error(tmp_path):
@@ -356,7 +357,8 @@ def test_cli(tmp_path, capsys):
     assert cli.main(["--src", str(src), "--out", str(out), "--split", "none", "--no-progress"]) == 0
     assert "already prepared, nothing to do" in capsys.readouterr().out
     assert cli.main(["--src", str(src), "--out", str(out), "--no-progress"]) == 2
-    assert "already holds a different dataset" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds a different dataset" in err and "choose another output folder or remove it (option --out)" in err
 
 
 def test_partial_folders_of_dead_runs_are_removed(tmp_path):
@@ -384,7 +386,7 @@ def test_cli_full_disk_and_bad_workers_are_one_line_and_leave_nothing(tmp_path, 
     import importlib.util
     import os
 
-    import maskrcnnpp.data.dsb2018 as dsb
+    import maskrcnnpp.data.dsb2018.write as dsb_write
 
     script = Path(__file__).resolve().parents[2] / "datasets" / "prepare_dsb2018.py"
     spec = importlib.util.spec_from_file_location("prepare_dsb2018_cli", script)
@@ -398,7 +400,7 @@ def test_cli_full_disk_and_bad_workers_are_one_line_and_leave_nothing(tmp_path, 
     def full_disk(path, obj):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(dsb, "_write_json", full_disk)
+    monkeypatch.setattr(dsb_write, "_write_json", full_disk)
     assert cli.main(["--src", str(src), "--out", str(out), "--workers", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device (the disk is full" in err and "Traceback" not in err
@@ -432,3 +434,21 @@ def test_cli_stopped_by_a_signal_is_quiet_and_leaves_nothing(tmp_path, signum):
     assert "Traceback" not in err and "BrokenPipe" not in err
     assert err.strip() == f"interrupted: {out} is left as it was (the partial conversion is removed)"
     assert os.listdir(tmp_path / "data") == []
+
+
+def test_converter_gives_the_pixels_of_prediction_and_counts_its_conversions():
+    # A model trained on 16-bit images converted here must see the same 8-bit pixels when
+    # tools/predict.py reads the same file: checked against the converter's own step.
+    from maskrcnnpp.data.dsb2018.decode import image_to_rgb8
+    from maskrcnnpp.inference.image_io import to_uint8_rgb
+
+    rng = np.random.default_rng(3)
+    grey12 = rng.integers(0, 4000, (6, 7)).astype(np.uint16)  # 12-bit data in a 16-bit file
+    rgb16 = rng.integers(0, 65536, (6, 7, 3)).astype(np.uint16)
+    floats = rng.random((6, 7)).astype(np.float32) * 3.5
+    for arr, mode, expected in ((grey12, "I;16", ["depth_to_8bit", "grey_to_rgb"]), (rgb16, "RGB", ["depth_to_8bit"]),
+                                (floats, "F", ["depth_to_8bit", "grey_to_rgb"])):
+        corrections = []
+        trained_on = image_to_rgb8(arr, mode, "img", "img.png", corrections)
+        assert np.array_equal(to_uint8_rgb(arr), trained_on), mode
+        assert [c["kind"] for c in corrections] == expected, mode

@@ -9,79 +9,15 @@ import torch
 
 from maskrcnnpp.evaluation import remove_overlaps
 from maskrcnnpp.inference import NucleiPredictor, paint_labels, predict_tiled, read_image, to_uint8_rgb
-from maskrcnnpp.inference.image_io import ImageReadError, intensity_image, intensity_range
+from maskrcnnpp.inference.image_io import ImageReadError
 from maskrcnnpp.inference.instances import crops_from_masks
 from maskrcnnpp.inference.tiling import core_limits, make_tiles, tile_starts
 
 from tool_helpers import FAST_OPTS, disk_labels, nuclei_image, partition, save_tiny_weights
 
 
-# ---------------------------------------------------------------------------- image conversion
-def test_uint8_rgb_is_used_as_is_and_grey_is_repeated():
-    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    assert np.array_equal(to_uint8_rgb(rgb), rgb)
-    grey = rgb[:, :, 0]
-    out = to_uint8_rgb(grey)
-    assert out.shape == (5, 7, 3) and all(np.array_equal(out[:, :, c], grey) for c in range(3))
-    assert np.array_equal(to_uint8_rgb(grey[:, :, None]), out)
-
-
-def test_rgba_drops_alpha():
-    rgba = np.random.default_rng(1).integers(0, 256, (4, 6, 4), dtype=np.uint8)
-    assert np.array_equal(to_uint8_rgb(rgba), rgba[:, :, :3])
-    rgba16 = rgba.astype(np.uint16) * 257
-    assert np.array_equal(to_uint8_rgb(rgba16, "none"), rgba[:, :, :3])
-
-
-def test_16bit_minmax_and_none_rescale_values():
-    img = np.array([[1000, 2000], [3000, 1500]], dtype=np.uint16)
-    # minmax: 1000 -> 0, 3000 -> 255, 2000 -> 127.5 -> 128 (round half to even gives 128)
-    assert to_uint8_rgb(img, "minmax")[:, :, 0].tolist() == [[0, 128], [255, 64]]
-    # none: v * 255 / 65535
-    assert to_uint8_rgb(img, "none")[:, :, 0].tolist() == [[4, 8], [12, 6]]
-
-
-def test_16bit_percentile_rescale_ignores_hot_pixels():
-    img = np.tile(np.arange(1000, 2000, dtype=np.uint16), (10, 1))  # 10,000 pixels 1000..1999
-    img[0, 0] = 65535  # one hot pixel
-    lo, hi = intensity_range(img, "percentile")
-    assert lo == pytest.approx(np.percentile(img, 0.1)) and hi == pytest.approx(np.percentile(img, 99.9))
-    assert hi < 2000  # the hot pixel does not set the white point
-    out = to_uint8_rgb(img, "percentile")[:, :, 0]
-    assert out[0, 0] == 255 and out[5, 0] == 0 and out[5, -1] == 255
-    assert out[5, 500] == pytest.approx(round((1500 - lo) * 255 / (hi - lo)), abs=1)
-
-
-def test_constant_and_float_images():
-    assert not to_uint8_rgb(np.full((3, 3), 7, np.uint16), "percentile").any()
-    assert (to_uint8_rgb(np.full((3, 3), 7, np.uint16)) == 255).all()  # "max": 7 x 255/7
-    assert not to_uint8_rgb(np.zeros((3, 3), np.uint16)).any()
-    f = np.array([[0.0, 0.5], [1.0, np.nan]])
-    assert to_uint8_rgb(f, "none")[:, :, 0].tolist() == [[0, 128], [255, 0]]
-
-
-def test_default_rescale_gives_the_pixels_prepare_dsb2018_trains_on():
-    # A model trained on 16-bit images converted by prepare_dsb2018.py must see the same 8-bit
-    # pixels when tools/predict.py reads the same file; checked against the converter itself.
-    from maskrcnnpp.data.dsb2018 import _to_rgb8
-
-    rng = np.random.default_rng(3)
-    grey12 = rng.integers(0, 4000, (6, 7)).astype(np.uint16)  # 12-bit data in a 16-bit file
-    rgb16 = rng.integers(0, 65536, (6, 7, 3)).astype(np.uint16)
-    floats = rng.random((6, 7)).astype(np.float32) * 3.5
-    for arr, mode in ((grey12, "I;16"), (rgb16, "RGB"), (floats, "F")):
-        trained_on = _to_rgb8(arr, mode, "img", "img.png", [])
-        assert np.array_equal(to_uint8_rgb(arr), trained_on), mode
-    assert to_uint8_rgb(np.array([[0, 2000], [4000, 1000]], np.uint16))[:, :, 0].tolist() == [[0, 128], [255, 64]]
-
-
-def test_bad_layouts_are_rejected():
-    with pytest.raises(ValueError, match="unsupported image layout"):
-        to_uint8_rgb(np.zeros((4, 4, 2), np.uint8))
-    with pytest.raises(ValueError, match="unsupported image layout"):
-        to_uint8_rgb(np.zeros((3, 4, 4, 3), np.uint8))
-
-
+# ---------------------------------------------------------------------------- image reading
+# (the conversion to 8-bit RGB is tested in tests/utils/test_images.py)
 def test_read_image_keeps_bit_depth_and_channels(tmp_path, caplog):
     import tifffile
     from PIL import Image
@@ -157,12 +93,6 @@ def test_grey_alpha_png_reads_as_grey_and_says_so(tmp_path):
     assert image_kind(str(tmp_path / "rgba.png"), read_image(str(tmp_path / "rgba.png"))) == "RGBA"
     assert image_kind(str(tmp_path / "grey.png"), read_image(str(tmp_path / "grey.png"))) == "grey"
     assert image_kind(str(tmp_path / "x.tif"), np.zeros((2, 2, 3), np.uint16)) == "RGB"
-
-
-def test_intensity_image_is_in_original_units():
-    rgb = np.zeros((2, 2, 4), np.uint16)
-    rgb[..., 0], rgb[..., 1], rgb[..., 2], rgb[..., 3] = 3000, 6000, 9000, 65535
-    assert np.allclose(intensity_image(rgb), 6000.0)  # mean of R, G, B; alpha ignored
 
 
 # ---------------------------------------------------------------------------- label painting

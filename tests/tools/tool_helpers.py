@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from maskrcnnpp.data.testing import disk_labels  # noqa: F401  (re-exported for the tests)
+from dsb2018_data import disk_labels  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 # Few proposals/detections keep a randomly initialised tiny model fast on CPU.

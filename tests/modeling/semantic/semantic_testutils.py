@@ -9,7 +9,7 @@ import pycocotools.mask as mask_util
 from PIL import Image
 
 from maskrcnnpp import get_maskrcnnpp_cfg, resolve_config_path
-from maskrcnnpp.data.testing import disk_labels
+from dsb2018_data import disk_labels
 
 TINY_CONFIGS = ["unet_tiny.yaml", "unetplus_tiny.yaml", "unetpp_tiny.yaml", "unet3p_tiny.yaml"]
 

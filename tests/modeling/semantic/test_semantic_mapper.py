@@ -171,7 +171,7 @@ def test_crop_targets_equal_the_whole_image_targets(mixed_dict):
 def test_crop_targets_equal_the_whole_image_targets_on_dsb2018():
     from detectron2.data.datasets import load_coco_json
 
-    from maskrcnnpp.data.testing import dsb2018_zip_path, prepared_dsb2018
+    from dsb2018_data import dsb2018_zip_path, prepared_dsb2018
 
     if dsb2018_zip_path() is None:
         pytest.skip("real DSB 2018 zip not found (set MASKRCNNPP_DSB2018_ZIP)")

@@ -15,10 +15,10 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .datasets import cache_dir
-from .dsb2018 import converter_digest, prepare_dsb2018, sha256_of_file
+from maskrcnnpp.data.datasets import cache_dir
+from maskrcnnpp.data.dsb2018 import converter_digest, prepare_dsb2018, sha256_of_file
 
-__all__ = ["dsb2018_zip_path", "prepared_dsb2018"]
+__all__ = ["disk_labels", "dsb2018_zip_path", "prepared_dsb2018"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

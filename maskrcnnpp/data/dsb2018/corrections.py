@@ -1,0 +1,45 @@
+"""The counted corrections of bad input: their kinds, how one is recorded, how they are logged."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import List
+
+__all__ = ["CORRECTION_KINDS", "FORMAT_CONVERSIONS", "correction", "log_corrections"]
+
+logger = logging.getLogger(__name__)
+
+# What each correction kind means. Kinds in FORMAT_CONVERSIONS change no pixel value.
+CORRECTION_KINDS = {
+    "alpha_removed": "RGBA/grey+alpha image: fully opaque alpha channel dropped",
+    "alpha_not_opaque": "alpha channel with transparent pixels dropped; colours kept as stored",
+    "grey_to_rgb": "single-channel image: grey replicated into R, G, B",
+    "palette_to_rgb": "palette image expanded to RGB",
+    "mode_to_rgb": "image in another colour mode (CMYK, YCbCr, ...) converted to RGB",
+    "depth_to_8bit": "image deeper than 8 bits: scaled linearly by 255/max to 8 bits",
+    "mask_not_grey": "colour/palette mask: foreground = any nonzero colour channel",
+    "mask_not_binary": "mask with more than one nonzero value: foreground = nonzero",
+    "empty_mask": "mask without foreground pixels: dropped",
+    "duplicate_mask": "the same mask twice in one image: the repeat dropped",
+    "overlap_removed": "pixels claimed by an earlier mask of the image (mask file / CSV order) removed",
+    "mask_emptied_by_overlap": "mask entirely inside earlier masks: dropped",
+    # The text is written into manifests; "--labels" stays so that existing manifests keep their bytes.
+    "image_without_labels": "image absent from the --labels CSV: not converted",
+    "usage_ignored": "image whose CSV Usage is 'Ignored': not converted",
+}
+FORMAT_CONVERSIONS = {"alpha_removed", "grey_to_rgb", "palette_to_rgb"}
+
+
+def correction(kind: str, image_id: str, file: str, detail: str) -> dict:
+    """One manifest entry: what was corrected, in which image and file, and how."""
+    return {"kind": kind, "image": image_id, "file": file, "detail": detail}
+
+
+def log_corrections(corrections: List[dict]) -> None:
+    """Counts per kind at INFO; each correction that changes pixels at WARNING."""
+    counts = Counter(c["kind"] for c in corrections)
+    for kind, count in sorted(counts.items()):
+        logger.info("correction %s x%d: %s", kind, count, CORRECTION_KINDS.get(kind, kind))
+    for c in corrections:
+        if c["kind"] not in FORMAT_CONVERSIONS:
+            logger.warning("%s: %s (%s)", c["file"], c["kind"], c["detail"])
