@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from maskrcnnpp.data.compact import compact_copy  # noqa: E402
 from maskrcnnpp.data.dsb2018 import DatasetError  # noqa: E402

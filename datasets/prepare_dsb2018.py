@@ -20,9 +20,7 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from maskrcnnpp.data.dsb2018 import DatasetError, parse_split, prepare_dsb2018  # noqa: E402
 from maskrcnnpp.cli import report_disk_error  # noqa: E402

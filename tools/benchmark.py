@@ -24,7 +24,6 @@ import os
 import shlex
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from maskrcnnpp.benchmark import Settings, expand_targets, run_benchmark  # noqa: E402

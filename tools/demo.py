@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401
 from detectron2.utils.logger import setup_logger  # noqa: E402

@@ -23,7 +23,6 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402

@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Dict, List
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
 from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402  (applies Detectron2 compat measures before detectron2 imports)
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402

@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
 import numpy as np  # noqa: E402

@@ -117,7 +117,7 @@ def expand_targets(configs: Sequence[str], semantic_modes: Sequence[str], opts: 
     for config in configs:  # rows, ratios and plots name models by config file name: it must be unique
         name = Target(config).name
         if name in names:
-            raise UserError(f"--configs {names[name]} and {config} are both named {name!r}: rows would be "
+            raise UserError(f"configs {names[name]} and {config} are both named {name!r}: rows would be "
                             "indistinguishable; give each config its own file name")
         names[name] = config
     targets: List[Target] = []
@@ -339,7 +339,7 @@ def _report(env: Dict, settings: Settings, rows: List[Dict], skipped: Sequence[D
         "notes": {
             "flops": "fvcore counts one multiply-add as one flop (so GFLOPs here are GMACs); element-wise "
                      "ops, NMS and ROIAlign are not counted (listed in flops_uncounted_ops)",
-            "weights": "unless --load-weights, models have random weights (MODEL.WEIGHTS not loaded) and every "
+            "weights": "unless weights are loaded (load_weights), models have random weights (MODEL.WEIGHTS not loaded) and every "
                        "BatchNorm/FrozenBN layer gets its input's statistics from one forward pass, so activations stay "
                        "finite as with trained weights; the heads' cost depends on the number of detections "
                        "(column 'detections', capped by TEST.DETECTIONS_PER_IMAGE)",

@@ -92,7 +92,7 @@ class NucleiCheckpointer(DetectionCheckpointer):
             self.tag_last_checkpoint(os.path.basename(older))
             return loaded
         raise UserError(f"cannot resume from {last}: the checkpoint is damaged ({problem}) and {self.save_dir} "
-                        "holds no older checkpoint that reads; start afresh without --resume")
+                        "holds no older checkpoint that reads; start afresh (do not resume) or restore the file")
 
 
 class SaveOnStopSignal(HookBase):
@@ -154,7 +154,7 @@ class SaveOnStopSignal(HookBase):
         iteration = self.trainer.iter
         name = f"model_{iteration:07d}"
         self._checkpointer.save(name, iteration=iteration)
-        logger.warning("Stopped by %s after iteration %d; saved %s: run the same command with --resume to continue "
+        logger.warning("Stopped by %s after iteration %d; saved %s: resuming in the same OUTPUT_DIR continues "
                        "from iteration %d", signal.Signals(self._signum).name, iteration,
                        os.path.join(self._checkpointer.save_dir, name + ".pth"), iteration + 1)
         # SystemExit passes Detectron2's `except Exception` in TrainerBase.train (no traceback logged)

@@ -193,7 +193,7 @@ class NucleiTrainer(DefaultTrainer):
                 named = f.read().strip()
             os.remove(tag)
             logger.warning("Training starts at iteration 0 in %s: the 'last_checkpoint' tag (%s, an earlier run's) "
-                           "is removed, so --resume continues this run, not that one", out, named)
+                           "is removed, so resuming continues this run, not that one", out, named)
 
     def final_test(self) -> "OrderedDict[str, Dict]":
         """Score DATASETS.TEST with the best validated checkpoint (or the final weights).

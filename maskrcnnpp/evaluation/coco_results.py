@@ -36,7 +36,7 @@ def _read_json(path: str, what: str) -> Any:
 def _image_size_from_file(images_dir: Optional[str], image: Dict[str, Any], gt_path: str) -> Tuple[int, int]:
     if not images_dir:
         raise NucleiEvaluationInputError(
-            f"{gt_path}: image id {image['id']!r} has no 'height'/'width'; pass --images DIR so they "
+            f"{gt_path}: image id {image['id']!r} has no 'height'/'width'; give the image folder (images_dir) so they "
             "can be read from the image files"
         )
     path = os.path.join(images_dir, image.get("file_name", ""))

@@ -90,8 +90,8 @@ def load_weights(model: torch.nn.Module, weights: str, config: str = "the config
     """
     if not weights:
         raise UserError(
-            "no model weights: pass --weights PATH (e.g. OUTPUT_DIR/model_final.pth or model_best.pth "
-            "written by tools/train_net.py) or set MODEL.WEIGHTS"
+            "no model weights: set MODEL.WEIGHTS or give a weights file (e.g. OUTPUT_DIR/model_final.pth or "
+            "model_best.pth, written by training)"
         )
     if "://" not in weights and not os.path.isfile(weights):
         raise UserError(f"weights file {weights} does not exist")

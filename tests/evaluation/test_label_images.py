@@ -100,7 +100,7 @@ def test_coco_files_are_completed_or_rejected(tmp_path):
     del gt["images"][0]["height"], gt["images"][0]["width"], gt["annotations"][0]["area"], gt["annotations"][0]["bbox"]
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(gt))
-    with pytest.raises(NucleiEvaluationInputError, match="image id 3 has no 'height'/'width'; pass --images"):
+    with pytest.raises(NucleiEvaluationInputError, match="image id 3 has no 'height'/'width'; give the image folder"):
         load_coco_gt(str(path))
     Image.fromarray(np.zeros((6, 7), np.uint8)).save(tmp_path / "3.png")
     completed, fills = load_coco_gt(str(path), str(tmp_path))
