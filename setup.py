@@ -13,6 +13,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["maskrcnnpp", "maskrcnnpp.*"]),
+    # the shipped trained models (maskrcnnpp.model_zoo): fp16 weights and their list
+    package_data={"maskrcnnpp": ["weights/*.pth", "weights/zoo.json"]},
     install_requires=[
         # torch/torchvision are deliberately not pinned here: install the build that suits the
         # machine first (make setup does), so pip never pulls a second multi-GB build.
@@ -31,5 +33,6 @@ setup(
         "tensorboard>=2.8",
         "Pillow>=9.0",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "shapely>=2"]},  # shapely: Detectron2's own tests
+    # shapely: Detectron2's own tests; import-linter: the layer contract in pyproject.toml
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "shapely>=2", "import-linter>=2"]},
 )

@@ -12,4 +12,13 @@ from .config import add_maskrcnnpp_config, get_maskrcnnpp_cfg, resolve_config_pa
 from . import data, evaluation, modeling  # noqa: E402,F401  (registers components)
 
 __version__ = "0.1.0"
-__all__ = ["add_maskrcnnpp_config", "get_maskrcnnpp_cfg", "resolve_config_path", "__version__"]
+__all__ = ["NucleiPredictor", "add_maskrcnnpp_config", "get_maskrcnnpp_cfg", "resolve_config_path", "__version__"]
+
+
+def __getattr__(name: str):
+    # ``from maskrcnnpp import NucleiPredictor`` without importing the inference layer on every import
+    if name == "NucleiPredictor":
+        from .inference import NucleiPredictor
+
+        return NucleiPredictor
+    raise AttributeError(f"module 'maskrcnnpp' has no attribute {name!r}")

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Segment nuclei in new images with a trained model and write label images, tables and ROIs.
 
+    python tools/predict.py --input folder/ --output pred/            # the default shipped model
+    python tools/predict.py --model list                              # the shipped models and their figures
     python tools/predict.py --input img.tif --config maskrcnnpp_r101 --weights out/model_best.pth --output pred/
     python tools/predict.py --input folder/ --pattern "*.tif" --config maskrcnnpp_tiny --weights w.pth \\
         --output pred/ --formats label_tif,nuclei_csv,imagej_roi --tile-size 512 --tile-overlap 64 --device cuda
@@ -26,12 +28,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
 from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp import model_zoo  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
+from maskrcnnpp.model_zoo import model_zoo_table  # noqa: E402
 from maskrcnnpp.inference import ImageReadError, NucleiPredictor, describe_device, outputs, read_image  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import file_stem  # noqa: E402
 from maskrcnnpp.inference.outputs import DEFAULT_FORMATS, FORMATS  # noqa: E402
@@ -45,21 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     inp = parser.add_argument_group("input")
-    inp.add_argument("--input", "-i", required=True, metavar="FILE_OR_FOLDER", help="an image file or a folder of images")
+    inp.add_argument("--input", "-i", metavar="FILE_OR_FOLDER", help="an image file or a folder of images")
     inp.add_argument("--pattern", default=None,
                      help="glob of the files to take from a folder, e.g. '*.tif' (default: all of %s)" % ", ".join(IMAGE_SUFFIXES))
     inp.add_argument("--rescale", choices=RESCALE_MODES, default="max",
                      help="how 16-bit/float images become 8-bit: max (x 255/max, as prepare_dsb2018.py converts "
                           "training images), percentile (0.1..99.9), minmax, none (default: %(default)s)")
     model = parser.add_argument_group("model")
-    model.add_argument("--config", "-c", required=True, metavar="NAME_OR_FILE", help="config file or a bare name in configs/")
+    model.add_argument("--model", "-m", default=None, metavar="NAME",
+                       help="a shipped model ('list' prints them); the default model when neither --model nor "
+                            "--config is given")
+    model.add_argument("--config", "-c", default=None, metavar="NAME_OR_FILE",
+                       help="config file or a bare name in configs/ (your own training; with --weights)")
     model.add_argument("--weights", "-w", default=None, help="checkpoint (.pth/.pkl); default: the config's MODEL.WEIGHTS")
     model.add_argument("--tta", action="store_true",
                        help="test-time augmentation (flip; Detectron2's TTA for Mask R-CNN models, h/v flips for U-Nets)")
     model.add_argument("--score-thresh", type=float, default=None,
                        help="keep nuclei scoring at least this (default: the config's TEST.NUCLEI.SCORE_THRESH)")
     out = parser.add_argument_group("output")
-    out.add_argument("--output", "-o", required=True, metavar="FOLDER", help="folder for the results (created)")
+    out.add_argument("--output", "-o", metavar="FOLDER", help="folder for the results (created)")
     out.add_argument("--formats", default=DEFAULT_FORMATS,
                      help=f"comma-separated, any of {','.join(FORMATS)} (default: %(default)s)")
     hw = parser.add_argument_group("hardware")
@@ -141,24 +149,43 @@ def warn_earlier_outputs(output: str, stems: List[str], formats: List[str]) -> N
     logger.warning("--output %s already holds %d file(s) of an earlier predict run: %s", output, len(present), what)
 
 
+def model_choice(args) -> Tuple[str, Optional[str], str]:
+    """(config, weights, name in messages) of --model / --config --weights; the default shipped model
+    when neither is given."""
+    if args.model and args.config:
+        raise UserError("give either --model (a shipped model) or --config/--weights (your own), not both")
+    if args.config:
+        return args.config, args.weights, args.config
+    if args.weights:
+        raise UserError("--weights needs the --config it was trained with")
+    zoo_model = model_zoo.get(args.model)
+    return zoo_model.config, model_zoo.weights_path(zoo_model), f"{zoo_model.config} (shipped model {zoo_model.name})"
+
+
 @exit_on_user_error
 def main(argv=None) -> Dict[str, int]:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.model == "list":
+        print(model_zoo_table())
+        return {}
+    if not args.input or not args.output:
+        raise UserError("give the images and where to write the results: --input FILE_OR_FOLDER --output FOLDER")
+    config, weights, config_name = model_choice(args)
     formats = parse_formats(args.formats)
     check_tiling(args.tile_size, args.tile_overlap)
     if args.score_thresh is not None:
         check_threshold(args.score_thresh, "--score-thresh")
     files = list_images(args.input, args.pattern)
-    cfg = setup_cfg(args.config, args.opts, device=args.device)
+    cfg = setup_cfg(config, args.opts, device=args.device)
     check_images(files)
     ensure_output_dir(args.output, "--output", create=False)
     print(f"device: {describe_device(cfg.MODEL.DEVICE)}", flush=True)
-    predictor = NucleiPredictor(cfg, args.weights, tta=args.tta, score_thresh=args.score_thresh, rescale=args.rescale,
-                                config_name=args.config)
+    predictor = NucleiPredictor(cfg, weights, tta=args.tta, score_thresh=args.score_thresh, rescale=args.rescale,
+                                config_name=config_name)
     ensure_output_dir(args.output, "--output")  # created only once inputs and weights are known to be usable
     warn_earlier_outputs(args.output, [file_stem(f) for f in files], formats)
-    print(f"model: {cfg.MODEL.META_ARCHITECTURE} from {args.weights or cfg.MODEL.WEIGHTS}"
+    print(f"model: {cfg.MODEL.META_ARCHITECTURE} from {weights or cfg.MODEL.WEIGHTS}"
           f"{' with TTA' if args.tta else ''}; score threshold {predictor.score_thresh}", flush=True)
 
     from tqdm import tqdm

@@ -5,6 +5,8 @@
     python tools/train_net.py --config maskrcnnpp_tiny --num-gpus 0 SOLVER.MAX_ITER 100
     python tools/train_net.py --config maskrcnnpp_r101 --eval-only MODEL.WEIGHTS out/model_best.pth
     python tools/train_net.py --config maskrcnnpp_r101 --resume                # continue a run
+    python tools/train_net.py --model nuclei_maskrcnnpp_r18 --eval-only        # score a shipped model
+    python tools/train_net.py --config maskrcnnpp_tiny MODEL.WEIGHTS zoo:nuclei_maskrcnnpp_r18  # fine-tune it
 
 A bare config name is looked up in configs/. Training writes OUTPUT_DIR/{metrics.json, events
 (TensorBoard), model_*.pth, model_best.pth, inference/<dataset>/summary.json}.
@@ -22,7 +24,7 @@ from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from maskrcnnpp import resolve_config_path  # noqa: E402
+from maskrcnnpp import model_zoo, resolve_config_path  # noqa: E402
 from maskrcnnpp.data import setup_datasets  # noqa: E402
 from maskrcnnpp.engine import NucleiTrainer  # noqa: E402
 from maskrcnnpp.cli import UserError, exit_on_user_error  # noqa: E402
@@ -37,15 +39,26 @@ def build_parser():
     parser = default_argument_parser(epilog=__doc__)
     parser.add_argument("--config", dest="config_file", metavar="NAME_OR_FILE",
                         help="config file, or a bare name in configs/ (same as --config-file)")
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help="a shipped model (tools/model_zoo.py list): its config, unless --config, and its "
+                             "weights as MODEL.WEIGHTS (same as MODEL.WEIGHTS zoo:NAME)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
                         help="override MODEL.DEVICE (default: the config's, CPU when no GPU is present)")
     return parser
 
 
 def setup(args):
+    if args.model:
+        zoo_model = model_zoo.get(args.model)
+        args.config_file = args.config_file or zoo_model.config
+        args.opts = ["MODEL.WEIGHTS", model_zoo.ZOO_PREFIX + zoo_model.name] + list(args.opts)
     if not args.config_file:
-        raise UserError("give a config: --config NAME_OR_FILE (e.g. --config maskrcnnpp_r101.yaml)")
+        raise UserError("give a config: --config NAME_OR_FILE (e.g. --config maskrcnnpp_r101.yaml) or --model NAME")
     cfg = setup_cfg(args.config_file, args.opts, device=args.device)
+    if cfg.MODEL.WEIGHTS.startswith(model_zoo.ZOO_PREFIX):  # a shipped model's file, its SHA-256 checked
+        cfg.defrost()
+        cfg.MODEL.WEIGHTS = model_zoo.resolve_weights(cfg.MODEL.WEIGHTS)
+        cfg.freeze()
     # Everything that can be checked is checked before default_setup writes config.yaml and
     # log.txt into OUTPUT_DIR: a command that fails must not rewrite the run already there.
     setup_datasets(cfg)

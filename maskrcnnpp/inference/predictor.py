@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,12 +34,15 @@ from detectron2.modeling import build_model
 from ..config import setup_cfg
 from ..errors import UserError, check_probability
 from ..modeling.semantic import is_semantic
-from .image_io import RESCALE_MODES, to_uint8_rgb
+from ..model_zoo import get as get_zoo_model
+from ..model_zoo import resolve_weights, weights_path
 from ..modeling.meta_arch import NucleiRCNN
+from .image_io import RESCALE_MODES, intensity_image, to_uint8_rgb
 from .instances import (
     CroppedInstance, NucleiPrediction, crops_from_instances, crops_from_unpasted_instances, paint_labels,
 )
 from .tiling import predict_tiled
+from .writers import nuclei_table
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ def load_weights(model: torch.nn.Module, weights: str, config: str = "the config
             "no model weights: set MODEL.WEIGHTS or give a weights file (e.g. OUTPUT_DIR/model_final.pth or "
             "model_best.pth, written by training)"
         )
+    weights = resolve_weights(weights)
     if "://" not in weights and not os.path.isfile(weights):
         raise UserError(f"weights file {weights} does not exist")
     checkpointer = _ReportingCheckpointer(model)
@@ -202,6 +206,17 @@ class NucleiPredictor:
         kwargs.setdefault("config_name", config)
         return cls(setup_cfg(config, opts, device=device), weights, **kwargs)
 
+    @classmethod
+    def from_zoo(cls, name: Optional[str] = None, device: Optional[str] = None, opts: Sequence[str] = (),
+                 **kwargs) -> "NucleiPredictor":
+        """A shipped trained model by name (None: the default; see :mod:`maskrcnnpp.model_zoo`), its
+        weights checked against their SHA-256; ``device`` "cpu"/"cuda" (default: cuda when present)."""
+        model = get_zoo_model(name)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        kwargs.setdefault("config_name", f"{model.config} (zoo model {model.name})")
+        return cls(setup_cfg(model.config, opts, device=device), weights_path(model), **kwargs)
+
     @property
     def device(self) -> str:
         return self.cfg.MODEL.DEVICE
@@ -232,7 +247,17 @@ class NucleiPredictor:
         prediction.info.update(stats)
         return prediction
 
-    __call__ = predict
+    def __call__(self, image: np.ndarray, tile_size: int = 2048, tile_overlap: int = 128
+                 ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+        """The label image of ``image`` (0 = background, nucleus k = k) and its per-nucleus table.
+
+        The table holds numpy columns ``id, area, centroid_y, centroid_x, bbox_min_y, bbox_min_x,
+        bbox_max_y, bbox_max_x, score, mean_intensity`` (one row per label, in the image's own
+        intensity units; ``pandas.DataFrame(table)`` makes a data frame of it). Images larger than
+        ``tile_size`` are predicted in overlapping tiles (0: never).
+        """
+        prediction = self.predict(image, tile_size=tile_size, tile_overlap=tile_overlap)
+        return prediction.labels, nuclei_table(prediction, intensity_image(image))
 
     def test_scale(self, height: int, width: int) -> float:
         """The factor by which the test resize (MIN_SIZE_TEST/MAX_SIZE_TEST) scales a ``height x width`` image.

@@ -1,0 +1,159 @@
+"""The trained nuclei models shipped with maskrcnnpp, by name (as Detectron2's ``model_zoo``).
+
+Each model has a config (a name in ``configs/``), an fp16 weights file inside the package
+(``maskrcnnpp/weights/``), the file's SHA-256, and a card: training data and split, recipe,
+budget, hardware and measured figures (docs/MODEL_ZOO.md shows them). The list lives in
+``maskrcnnpp/weights/zoo.json`` (written by ``tools/model_zoo.py export``); weights are checked
+against their SHA-256 before every use, so a damaged or replaced file is one clear error naming
+it, never a silent load.
+
+``MODEL.WEIGHTS`` may name a shipped model as ``zoo:<name>`` (e.g. to fine-tune from it):
+:func:`resolve_weights` turns it into the checked file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from .errors import UserError
+from .utils.files import atomic_path, read_json, write_json
+
+__all__ = ["ZOO_PREFIX", "ZooModel", "default_model", "export_fp16_weights", "get", "list_models", "model_zoo_table",
+           "resolve_weights", "weights_path"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+ZOO_FILE = WEIGHTS_DIR / "zoo.json"
+ZOO_PREFIX = "zoo:"
+MAX_WEIGHTS_BYTES = 30 * 2**20  # what the repository accepts for one shipped model
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """A shipped model: ``config`` (name in configs/), ``weights`` (file in maskrcnnpp/weights/), its
+    ``sha256``, a one-line ``summary`` and the ``card`` (data, recipe, budget, measured figures)."""
+
+    name: str
+    config: str
+    weights: str
+    sha256: str
+    summary: str
+    card: Dict[str, Any] = field(default_factory=dict)
+
+
+def _read_zoo(zoo_file: Optional[Path] = None) -> Dict[str, Any]:
+    zoo_file = zoo_file or ZOO_FILE
+    if not zoo_file.is_file():
+        return {"default": None, "models": []}
+    return read_json(str(zoo_file), "model zoo list", UserError)
+
+
+def list_models(zoo_file: Optional[Path] = None) -> List[ZooModel]:
+    """Every shipped model, the default first."""
+    zoo = _read_zoo(zoo_file)
+    models = [ZooModel(**entry) for entry in zoo.get("models", [])]
+    return sorted(models, key=lambda m: m.name != zoo.get("default"))
+
+
+def default_model(zoo_file: Optional[Path] = None) -> Optional[str]:
+    """Name of the default model (None while none is shipped)."""
+    return _read_zoo(zoo_file).get("default")
+
+
+def get(name: Optional[str] = None, zoo_file: Optional[Path] = None) -> ZooModel:
+    """The shipped model ``name`` (None: the default); a UserError listing the known names otherwise."""
+    models = {m.name: m for m in list_models(zoo_file)}
+    if name is None:
+        name = default_model(zoo_file)
+        if name is None:
+            raise UserError(f"no trained model is shipped in this version ({zoo_file or ZOO_FILE} lists none): "
+                            "give a config and weights of your own training")
+    if name not in models:
+        known = ", ".join(models) or "none"
+        raise UserError(f"unknown model {name!r}; the shipped models are: {known}")
+    return models[name]
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_path(model: ZooModel, weights_dir: Optional[Path] = None) -> str:
+    """The weights file of ``model`` after checking its SHA-256; a UserError naming the file when it is
+    missing or differs from the one shipped."""
+    path = (weights_dir or WEIGHTS_DIR) / model.weights
+    if not path.is_file():
+        raise UserError(f"weights file {path} of model {model.name!r} is missing; reinstall maskrcnnpp "
+                        "(git checkout restores it)")
+    actual = sha256_of(path)
+    if actual != model.sha256:
+        raise UserError(f"weights file {path} of model {model.name!r} is damaged or replaced: its SHA-256 is "
+                        f"{actual}, the shipped file's is {model.sha256}; reinstall maskrcnnpp")
+    return str(path)
+
+
+def resolve_weights(weights: str, zoo_file: Optional[Path] = None, weights_dir: Optional[Path] = None) -> str:
+    """``weights`` itself, or for ``zoo:<name>`` the checked weights file of that shipped model."""
+    if not str(weights).startswith(ZOO_PREFIX):
+        return weights
+    return weights_path(get(str(weights)[len(ZOO_PREFIX):] or None, zoo_file), weights_dir)
+
+
+def export_fp16_weights(checkpoint: str, out: str) -> str:
+    """Write the model weights of a training ``checkpoint`` (a ``.pth`` with a ``model`` entry) to ``out``
+    with every floating-point tensor in fp16; return the file's SHA-256."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(model, dict):
+        raise UserError(f"{checkpoint} holds no model state dict")
+    half = {k: (v.half() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in model.items()}
+    with atomic_path(out) as tmp:
+        torch.save({"model": half, "__author__": "maskrcnnpp model zoo (fp16)"}, tmp)
+    size = os.path.getsize(out)
+    if size > MAX_WEIGHTS_BYTES:
+        os.remove(out)
+        raise UserError(f"{out} would be {size / 2**20:.1f} MiB, more than the {MAX_WEIGHTS_BYTES / 2**20:.0f} MiB "
+                        "a shipped model may have")
+    return sha256_of(Path(out))
+
+
+def register(model: ZooModel, default: bool = False, zoo_file: Optional[Path] = None) -> None:
+    """Add or replace ``model`` in the zoo list (and make it the default)."""
+    zoo = _read_zoo(zoo_file)
+    entries = [e for e in zoo.get("models", []) if e["name"] != model.name]
+    entries.append({"name": model.name, "config": model.config, "weights": model.weights, "sha256": model.sha256,
+                    "summary": model.summary, "card": model.card})
+    zoo["models"] = sorted(entries, key=lambda e: e["name"])
+    if default or zoo.get("default") is None:
+        zoo["default"] = model.name
+    write_json(str(zoo_file or ZOO_FILE), zoo)
+
+
+def _figure(card: Dict[str, Any], key: str, fmt: str) -> str:
+    value = card.get("test", {}).get(key) if key != "cpu_seconds_per_512px" else card.get(key)
+    return format(value, fmt) if isinstance(value, (int, float)) else "-"
+
+
+def model_zoo_table(zoo_file: Optional[Path] = None) -> str:
+    """A Markdown table of the shipped models with their card figures (internal test split), default first."""
+    models = list_models(zoo_file)
+    if not models:
+        return f"no trained model is shipped in this version ({zoo_file or ZOO_FILE} lists none)"
+    default = default_model(zoo_file)
+    lines = ["| model | config | score | IoU % | Dice % | AJI | PQ | mask AP | CPU s per 512x512 image | what it is |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        figures = [_figure(m.card, k, f) for k, f in (("score", ".3f"), ("iou", ".2f"), ("dice", ".2f"), ("aji", ".3f"),
+                                                     ("pq", ".3f"), ("mask_ap", ".1f"), ("cpu_seconds_per_512px", ".2f"))]
+        name = f"{m.name} (default)" if m.name == default else m.name
+        lines.append(f"| {name} | {m.config} | " + " | ".join(figures) + f" | {m.summary} |")
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""maskrcnnpp.model_zoo: fp16 export, SHA-256 checks, names; NucleiPredictor.from_zoo and its (labels, table).
+
+A temporary zoo (its own zoo.json and weights folder) holds a randomly initialised tiny model, so
+these tests do not depend on which trained model the package ships.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from maskrcnnpp import model_zoo
+from maskrcnnpp.errors import UserError
+
+from tool_helpers import FAST_OPTS, disk_labels, nuclei_image, save_tiny_weights
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    return save_tiny_weights(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture
+def zoo(tmp_path, checkpoint, monkeypatch) -> Path:
+    """A zoo with one model, ``tiny_test`` (the default), in ``tmp_path``."""
+    monkeypatch.setattr(model_zoo, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(model_zoo, "ZOO_FILE", tmp_path / "zoo.json")
+    sha = model_zoo.export_fp16_weights(checkpoint, str(tmp_path / "tiny_test.pth"))
+    card = {"test": {"score": 0.123, "iou": 45.6}, "cpu_seconds_per_512px": 1.5}
+    model_zoo.register(model_zoo.ZooModel("tiny_test", "maskrcnnpp_tiny", "tiny_test.pth", sha, "random weights", card))
+    return tmp_path
+
+
+def test_export_halves_every_float_tensor_and_keeps_the_values(zoo, checkpoint):
+    full = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    half = torch.load(zoo / "tiny_test.pth", map_location="cpu", weights_only=False)["model"]
+    assert half.keys() == full.keys()
+    for key, value in full.items():
+        if value.is_floating_point():
+            assert half[key].dtype == torch.float16
+            assert torch.equal(half[key], value.half()), key
+        else:
+            assert torch.equal(half[key], value), key  # e.g. num_batches_tracked stays an integer
+    assert model_zoo.get().sha256 == model_zoo.sha256_of(zoo / "tiny_test.pth")
+
+
+def test_names_default_and_the_table(zoo):
+    assert model_zoo.default_model() == "tiny_test"
+    assert model_zoo.get().name == model_zoo.get("tiny_test").name == "tiny_test"
+    with pytest.raises(UserError, match=r"unknown model 'nuclei_unet'; the shipped models are: tiny_test"):
+        model_zoo.get("nuclei_unet")
+    table = model_zoo.model_zoo_table()
+    assert "| tiny_test (default) | maskrcnnpp_tiny | 0.123 | 45.60 | - | - | - | - | 1.50 | random weights |" in table
+
+
+def test_a_damaged_or_missing_weights_file_is_one_clear_error(zoo):
+    model = model_zoo.get()
+    assert model_zoo.weights_path(model) == str(zoo / "tiny_test.pth")
+    assert model_zoo.resolve_weights("zoo:tiny_test") == str(zoo / "tiny_test.pth")
+    assert model_zoo.resolve_weights("out/model_best.pth") == "out/model_best.pth"
+    data = bytearray((zoo / "tiny_test.pth").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (zoo / "tiny_test.pth").write_bytes(bytes(data))
+    with pytest.raises(UserError, match=rf"weights file {zoo / 'tiny_test.pth'} of model 'tiny_test' is damaged or "
+                                        r"replaced: its SHA-256 is [0-9a-f]{64}, the shipped file's is"):
+        model_zoo.weights_path(model)
+    (zoo / "tiny_test.pth").unlink()
+    with pytest.raises(UserError, match="tiny_test.pth of model 'tiny_test' is missing"):
+        model_zoo.resolve_weights("zoo:tiny_test")
+
+
+def test_an_empty_zoo_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_zoo, "ZOO_FILE", tmp_path / "zoo.json")
+    assert model_zoo.list_models() == [] and model_zoo.default_model() is None
+    with pytest.raises(UserError, match="no trained model is shipped in this version"):
+        model_zoo.get()
+
+
+def test_from_zoo_predicts_a_label_image_and_its_table(zoo, checkpoint):
+    from maskrcnnpp import NucleiPredictor
+
+    predictor = NucleiPredictor.from_zoo(device="cpu", opts=FAST_OPTS, score_thresh=0.0)
+    reference = NucleiPredictor.from_config("maskrcnnpp_tiny", checkpoint, opts=FAST_OPTS, device="cpu",
+                                            score_thresh=0.0)
+    image = nuclei_image(disk_labels((64, 72), [(20, 20, 8), (40, 50, 9)]))
+    labels, table = predictor(image)
+    assert labels.shape == (64, 72) and labels.dtype.kind in "iu"
+    count = int(labels.max())
+    assert count > 0, "score threshold 0 keeps the random model's detections"
+    assert table["id"].tolist() == list(range(1, count + 1))
+    assert table["area"].tolist() == np.bincount(labels.ravel(), minlength=count + 1)[1:].tolist()
+    ys, xs = np.nonzero(labels == 1)
+    assert table["centroid_y"][0] == pytest.approx(ys.mean()) and table["centroid_x"][0] == pytest.approx(xs.mean())
+    assert [table[k][0] for k in ("bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x")] == [
+        ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]
+    assert ((table["score"] >= 0) & (table["score"] <= 1)).all()
+    # fp16 weights predict what the fp32 checkpoint predicts (up to fp16 rounding of the weights)
+    ref_labels, _ = reference(image)
+    assert abs(int(ref_labels.max()) - count) <= max(2, count // 10)
+
+
+def test_predict_tool_with_no_model_options_uses_the_default_model(zoo, tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import predict
+
+    from PIL import Image
+
+    Image.fromarray(nuclei_image(disk_labels((48, 48), [(20, 20, 8)]))).save(tmp_path / "a.png")
+    counts = predict.main(["--input", str(tmp_path / "a.png"), "--output", str(tmp_path / "out"), "--device", "cpu",
+                           "--score-thresh", "0", "--formats", "label_png", *FAST_OPTS])
+    out = capsys.readouterr().out
+    assert "shipped model tiny_test" in out or "tiny_test.pth" in out
+    assert set(counts) == {"a"} and (tmp_path / "out" / "a_labels.png").is_file()
+    with pytest.raises(SystemExit) as exc:
+        predict.main(["--input", str(tmp_path / "a.png"), "--output", str(tmp_path / "o2"), "--model", "nope"])
+    assert exc.value.code == 2
+    assert "unknown model 'nope'; the shipped models are: tiny_test" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "out")
