@@ -161,17 +161,8 @@ def _ids_from_file_stems(results: List[Dict[str, Any]], gt: Dict[str, Any], path
     return [dict(res, image_id=stems[res["image_id"]]) for res in results]
 
 
-def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str, Any]]]:
-    """COCO instance-segmentation results from ``path`` checked against ``gt``, grouped by image id.
-
-    Image ids are ``gt``'s ids, or all of them ``gt`` file-name stems (as tools/predict.py writes
-    them), which are mapped to ``gt``'s ids. Rejects a file that is not COCO results format,
-    results for image ids absent from ``gt``,
-    category ids absent from ``gt``, and RLEs whose size is not their image's ``[height, width]``.
-    Each returned result has a compressed RLE ``segmentation`` (str counts), a float ``score``
-    and a ``bbox`` (computed from the mask when absent).
-    """
-    results = _read_json(path, "results")
+def _check_result_entries(results: Any, path: str) -> None:
+    """A NucleiEvaluationInputError naming ``path`` unless ``results`` is a list of COCO result entries."""
     if isinstance(results, dict):
         kind = "COCO ground truth (an object with 'annotations')" if "annotations" in results else "a JSON object"
         raise NucleiEvaluationInputError(f"{path} is {kind}, not COCO results format; {RESULTS_FORMAT_HINT}")
@@ -195,6 +186,44 @@ def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str,
         if not math.isfinite(res["score"]):  # NaN would be dropped by the nuclei metrics but ranked by COCO AP
             raise NucleiEvaluationInputError(f"{path}: entry {k} has a non-finite score {res['score']!r}")
 
+
+def _checked_result(res: Dict[str, Any], k: int, image: Dict[str, Any], path: str) -> Dict[str, Any]:
+    """Entry ``k`` with a compressed RLE (str counts) of its image's size, a float score and a bbox."""
+    rle = segmentation_to_rle(
+        res["segmentation"], image["height"], image["width"], f"{path}: entry {k} (image id {res['image_id']!r})",
+    )
+    counts = rle["counts"]
+    rle = {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    # every entry, whatever its score: the nuclei metrics decode only those above the threshold,
+    # but COCO AP uses them all
+    try:
+        runs = rle_run_lengths(rle)
+    except ValueError as e:
+        raise NucleiEvaluationInputError(f"{path}: entry {k} (image id {res['image_id']!r}): {e}") from None
+    if runs.sum() != image["height"] * image["width"] or (runs < 0).any():
+        raise NucleiEvaluationInputError(
+            f"{path}: entry {k} (image id {res['image_id']!r}): RLE counts cover {int(runs.sum())} pixels, "
+            f"not {image['height'] * image['width']} ({image['height']} x {image['width']})"
+        )
+    bbox = res.get("bbox")
+    if bbox is None:
+        bbox = [float(v) for v in mask_util.toBbox(rle)]
+    return {"image_id": res["image_id"], "category_id": res["category_id"], "score": float(res["score"]),
+            "segmentation": rle, "bbox": bbox}
+
+
+def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str, Any]]]:
+    """COCO instance-segmentation results from ``path`` checked against ``gt``, grouped by image id.
+
+    Image ids are ``gt``'s ids, or all of them ``gt`` file-name stems (as tools/predict.py writes
+    them), which are mapped to ``gt``'s ids. Rejects a file that is not COCO results format,
+    results for image ids absent from ``gt``,
+    category ids absent from ``gt``, and RLEs whose size is not their image's ``[height, width]``.
+    Each returned result has a compressed RLE ``segmentation`` (str counts), a float ``score``
+    and a ``bbox`` (computed from the mask when absent).
+    """
+    results = _read_json(path, "results")
+    _check_result_entries(results, path)
     images = {image["id"]: image for image in gt["images"]}
     results = _ids_from_file_stems(results, gt, path)
     absent = sorted({res["image_id"] for res in results if res["image_id"] not in images}, key=repr)
@@ -212,34 +241,5 @@ def load_coco_results(path: str, gt: Dict[str, Any]) -> Dict[Any, List[Dict[str,
                 f"{path}: entry {k} has category_id {res['category_id']!r}, absent from the ground truth's "
                 f"categories {sorted(category_ids)}"
             )
-        image = images[res["image_id"]]
-        rle = segmentation_to_rle(
-            res["segmentation"], image["height"], image["width"],
-            f"{path}: entry {k} (image id {res['image_id']!r})",
-        )
-        counts = rle["counts"]
-        rle = {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
-        # every entry, whatever its score: the nuclei metrics decode only those above the threshold,
-        # but COCO AP uses them all
-        try:
-            runs = rle_run_lengths(rle)
-        except ValueError as e:
-            raise NucleiEvaluationInputError(f"{path}: entry {k} (image id {res['image_id']!r}): {e}") from None
-        if runs.sum() != image["height"] * image["width"] or (runs < 0).any():
-            raise NucleiEvaluationInputError(
-                f"{path}: entry {k} (image id {res['image_id']!r}): RLE counts cover {int(runs.sum())} pixels, "
-                f"not {image['height'] * image['width']} ({image['height']} x {image['width']})"
-            )
-        bbox = res.get("bbox")
-        if bbox is None:
-            bbox = [float(v) for v in mask_util.toBbox(rle)]
-        by_image[res["image_id"]].append(
-            {
-                "image_id": res["image_id"],
-                "category_id": res["category_id"],
-                "score": float(res["score"]),
-                "segmentation": rle,
-                "bbox": bbox,
-            }
-        )
+        by_image[res["image_id"]].append(_checked_result(res, k, images[res["image_id"]], path))
     return dict(by_image)
