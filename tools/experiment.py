@@ -33,6 +33,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 
@@ -42,10 +43,8 @@ import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp.utils.files import atomic_path  # noqa: E402
-from maskrcnnpp.benchmark.experiment import (  # noqa: E402
-    ExperimentPlan, experiment_markdown, run_experiment,
-)
-from maskrcnnpp.cli import ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.experiment import ExperimentPlan, experiment_markdown, run_experiment  # noqa: E402
+from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
 
 DEFAULT_CONFIGS = ["maskrcnn_r101_scratch", "maskrcnnpp_r101_scratch", "unet_r101_scratch", "unetpp_r101_scratch"]
 
@@ -92,8 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# The option of each ExperimentPlan field, for the library's errors (which name the fields).
+OPTIONS = {
+    "configs": "--configs", "data": "--data", "dsb_root": "--dsb-root", "budget_iters": "--budget-iters",
+    "budget_minutes": "--budget-minutes", "evals": "--evals", "checkpoint_period": "--checkpoint-period",
+    "pretrain_iters": "--pretrain-synthetic", "pretrain_configs": "--pretrain-configs",
+    "pretrain_opts": "--pretrain-opts", "test_root": "--test-root", "test_split": "--test-split", "jobs": "--jobs",
+    "latency_size": "--latency-size", "latency_iters": "--latency-iters",
+    "calibration_iters": "--calibration-iters", "out_dir": "--out",
+}
+# What an error about these fields together means on this command line.
+HINTS = {("configs", "opts"): "config overrides KEY VALUE go last, after every option"}
+
+
+def in_options(error: UserError) -> UserError:
+    """``error`` worded for this command line: the plan fields it names (``error.fields``) as options."""
+    fields = getattr(error, "fields", ())
+    message = str(error)
+    for field in fields:
+        if field in OPTIONS:  # a field name, not part of a path or of a longer name
+            message = re.sub(rf"(?<![\w/.-]){field}(?![\w/.-])", OPTIONS[field], message)
+    hint = HINTS.get(tuple(fields))
+    return UserError(f"{message} ({hint})" if hint else message)
+
+
 @exit_on_user_error
 def main(argv=None) -> dict:
+    try:
+        return _main(argv)
+    except UserError as e:
+        raise in_options(e) from None
+
+
+def _main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     setup_logger(name="detectron2")
     setup_logger(name="maskrcnnpp")

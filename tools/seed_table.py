@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from maskrcnnpp.utils.files import atomic_path  # noqa: E402
-from maskrcnnpp.benchmark.seed_table import seed_table, seed_table_markdown  # noqa: E402
+from maskrcnnpp.experiment import seed_table, seed_table_markdown  # noqa: E402
 from maskrcnnpp.cli import ensure_output_dir, exit_on_user_error  # noqa: E402
 
 

@@ -1,9 +1,10 @@
-"""Speed/size measurement of every maskrcnnpp model (``tools/benchmark.py``) and the Table V
-experiment runner (``tools/experiment.py``).
+"""Speed and size of every maskrcnnpp model (``tools/benchmark.py``): parameters, FLOPs, memory,
+latency and throughput. Training models to compare their accuracy is not done here.
 
 :mod:`.measure` holds the single measurements (parameters, latency, throughput, training step,
-loader speed), :mod:`.flops` the fvcore FLOP count, :mod:`.memory` peak memory, :mod:`.runner`
-the side-by-side benchmark and its Markdown table, :mod:`.experiment` train/select/test runs.
+loader speed), :mod:`.flops` the fvcore FLOP count, :mod:`.memory` peak memory, :mod:`.timing`
+timed calls, :mod:`.inputs` synthetic input batches, :mod:`.runner` the side-by-side benchmark and
+:mod:`.report` its Markdown table.
 """
 from .flops import FlopReport, count_flops
 from .measure import count_parameters, count_parameters_used, measure_throughput, measure_train_step

@@ -17,16 +17,3 @@ def load_tool(name: str):
     spec.loader.exec_module(module)
     return module
 
-
-def finished_experiment(tmp_path_factory, name: str, make_args):
-    """An experiment run once for a test module: (tool, base folder, external test root, report).
-
-    ``make_args(out, test_root)`` gives the command's arguments; the test set is one synthetic image.
-    """
-    from maskrcnnpp.data import build_synthetic_dataset
-
-    base = tmp_path_factory.mktemp(name)
-    test_root = base / "external"
-    build_synthetic_dataset(test_root, num_images=1, size=64, seed=7, split="test")
-    tool = load_tool("experiment")
-    return tool, base, test_root, tool.main(make_args(base / "out", test_root))

@@ -8,10 +8,10 @@ import shutil
 import pytest
 import torch
 
-from maskrcnnpp.benchmark.experiment import TABLE_FIELDS, check_same_experiment
+from maskrcnnpp.experiment import TABLE_FIELDS, check_same_experiment
 from maskrcnnpp.errors import UserError
 
-from benchmark_testutils import FAST_OPTS, REPO, finished_experiment, load_tool
+from experiment_testutils import FAST_OPTS, REPO, finished_experiment, load_tool
 
 RUNS = ["unetpp_tiny", "maskrcnnpp_tiny", "unetpp_tiny+synthpre1", "maskrcnnpp_tiny+synthpre1"]
 
@@ -76,14 +76,14 @@ def test_rerun_skips_finished_models_and_resumes_an_interrupted_one(experiment):
 
 
 def test_bad_budget_and_test_root_are_user_errors(tmp_path):
-    from maskrcnnpp.benchmark.experiment import ExperimentPlan, external_test_json
+    from maskrcnnpp.experiment import ExperimentPlan, external_test_json
 
     with pytest.raises(UserError, match="exactly one budget"):
         ExperimentPlan(configs=["unet_tiny"], out_dir=str(tmp_path))
     with pytest.raises(UserError, match="prepare_dsb2018"):
         external_test_json(str(tmp_path), None)
     # an override placed before --out lands in --configs: caught before anything runs
-    with pytest.raises(UserError, match=r"--configs SEED: config 'SEED' is neither.*overrides KEY VALUE go last"):
+    with pytest.raises(UserError, match=r"configs entry SEED: config 'SEED' is neither.*looks like a config override KEY VALUE"):
         ExperimentPlan(configs=["unet_tiny", "SEED", "0"], out_dir=str(tmp_path), budget_iters=1)
 
 

@@ -1,4 +1,4 @@
-"""maskrcnnpp.benchmark.seed_table and tools/seed_table.py on hand-made experiment folders."""
+"""maskrcnnpp.experiment.seed_table and tools/seed_table.py on hand-made experiment folders."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from maskrcnnpp.benchmark.seed_table import seed_table, seed_table_markdown
+from maskrcnnpp.experiment import seed_table, seed_table_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,12 +18,12 @@ import json
 import math
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 __all__ = ["SEED_FOLDER", "seed_table", "seed_table_markdown"]
 
 SEED_FOLDER = re.compile(r"seed(\d+)")
-METRICS = ("score", "iou", "dice", "aji", "pq", "ap")  # as table_values names them
+METRICS = ("score", "iou", "dice", "aji", "pq", "ap")  # as runs.table_values names them
 HEADER = ("model", "seed", "iterations", "score", "IoU %", "Dice %", "AJI", "PQ", "mask AP", "val score (iter)",
           "train+val wall s", "s/iter")
 
@@ -105,7 +105,7 @@ def seed_table(root: str) -> Dict:
     return {"rows": rows, "means": means}
 
 
-def _cell(value, fmt: str) -> str:
+def _cell(value: Any, fmt: str) -> str:
     return "n/a" if value is None else fmt.format(value)
 
 

@@ -8,9 +8,12 @@ import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterator
+from types import FrameType
+from typing import Iterator, Optional
 
 from ..errors import UserError
+
+__all__ = ["Stopped", "exclusive_lock", "stop_signals_raise", "terminate_workers"]
 
 
 @contextlib.contextmanager
@@ -44,7 +47,7 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-def _raise_stopped(signum: int, frame) -> None:
+def _raise_stopped(signum: int, frame: Optional[FrameType]) -> None:
     raise Stopped(signum)
 
 

@@ -14,16 +14,15 @@ import time
 
 import pytest
 
-from maskrcnnpp.benchmark.experiment import (
-    ExperimentPlan, Run, _train, check_same_experiment, experiment_markdown, run_one,
-    run_signature, schedule_opts,
+from maskrcnnpp.experiment import (
+    ExperimentPlan, Run, check_same_experiment, exclusive_lock, experiment_markdown, run_one, run_signature,
+    schedule_opts, train_resuming,
 )
-from maskrcnnpp.benchmark.processes import exclusive_lock
 from maskrcnnpp.data import build_synthetic_dataset, setup_datasets
 from maskrcnnpp.errors import UserError
 from maskrcnnpp.config import setup_cfg
 
-from benchmark_testutils import FAST_OPTS, REPO, finished_experiment, load_tool
+from experiment_testutils import FAST_OPTS, REPO, finished_experiment, load_tool
 
 
 def args_for(out, test_root, *extra, overrides=()):
@@ -85,7 +84,7 @@ def test_only_the_newest_periodic_checkpoint_is_kept(tmp_path):
         "SOLVER.IMS_PER_BATCH", "1", "SOLVER.MAX_ITER", "5", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "2",
         "DATASETS.TRAIN", "('nuclei_synth_train',)", "DATASETS.VAL", "('nuclei_synth_val',)", "OUTPUT_DIR", str(tmp_path)])
     setup_datasets(cfg)
-    _train(cfg)
+    train_resuming(cfg)
     # model_best (validated at iterations 2 and 4) and the last of the five periodic ones remain
     assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == ["model_0000004.pth", "model_best.pth", "model_final.pth"]
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
@@ -106,13 +105,13 @@ def test_checkpoint_period_leaves_validations_alone_and_overrides_are_checked(tm
     honoured = plan(opts=["SEED", "1", "SOLVER.CHECKPOINT_PERIOD", "7"])
     assert (honoured.checkpoint_period, list(honoured.opts)) == (7, ["SEED", "1"])
     assert plan(opts=["SOLVER.CHECKPOINT_PERIOD", "7"], checkpoint_period=7).checkpoint_period == 7
-    with pytest.raises(UserError, match=r"--checkpoint-period and config override SOLVER.CHECKPOINT_PERIOD disagree \(\[7, 8\]\)"):
+    with pytest.raises(UserError, match=r"checkpoint_period and config override SOLVER.CHECKPOINT_PERIOD disagree \(\[7, 8\]\)"):
         plan(opts=["SOLVER.CHECKPOINT_PERIOD", "7"], checkpoint_period=8)
     with pytest.raises(UserError, match="SOLVER.CHECKPOINT_PERIOD often: give a number of iterations"):
         plan(opts=["SOLVER.CHECKPOINT_PERIOD", "often"])
-    with pytest.raises(UserError, match="--pretrain-opts SOLVER.CHECKPOINT_PERIOD: use --checkpoint-period N"):
+    with pytest.raises(UserError, match="pretrain_opts override SOLVER.CHECKPOINT_PERIOD: set checkpoint_period instead"):
         plan(pretrain_iters=1, pretrain_opts=["SOLVER.CHECKPOINT_PERIOD", "7"])
-    with pytest.raises(UserError, match=r"config override TEST.EVAL_PERIOD: the experiment sets it \(from --evals\)"):
+    with pytest.raises(UserError, match=r"config override TEST.EVAL_PERIOD: the experiment sets it \(from evals\)"):
         plan(opts=["TEST.EVAL_PERIOD", "7"])
     # a folder made before the override left opts is still this experiment
     made = {"signature": {**run_signature(honoured, Run("unet_tiny")), "opts": ["SEED", "1", "SOLVER.CHECKPOINT_PERIOD", "3"]}}
@@ -142,7 +141,7 @@ def test_counts_are_checked_before_anything_runs(tmp_path, capsys, option, value
 
 
 def test_test_split_without_test_root_is_an_error(tmp_path):
-    with pytest.raises(UserError, match="--test-split needs --test-root"):
+    with pytest.raises(UserError, match="test_split needs test_root"):
         ExperimentPlan(configs=["unet_tiny"], out_dir=str(tmp_path), budget_iters=1, test_split="test")
 
 
