@@ -16,7 +16,6 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from maskrcnnpp.utils.files import atomic_path  # noqa: E402
 from maskrcnnpp.experiment import seed_table, seed_table_markdown  # noqa: E402
