@@ -114,7 +114,7 @@ def test_predict_tool_with_no_model_options_uses_the_default_model(zoo, tmp_path
     counts = predict.main(["--input", str(tmp_path / "a.png"), "--output", str(tmp_path / "out"), "--device", "cpu",
                            "--score-thresh", "0", "--formats", "label_png", *FAST_OPTS])
     out = capsys.readouterr().out
-    assert "shipped model tiny_test" in out or "tiny_test.pth" in out
+    assert "shipped model tiny_test" in out and "tiny_test.pth" in out
     assert set(counts) == {"a"} and (tmp_path / "out" / "a_labels.png").is_file()
     with pytest.raises(SystemExit) as exc:
         predict.main(["--input", str(tmp_path / "a.png"), "--output", str(tmp_path / "o2"), "--model", "nope"])

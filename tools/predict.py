@@ -185,7 +185,7 @@ def main(argv=None) -> Dict[str, int]:
                                 config_name=config_name)
     ensure_output_dir(args.output, "--output")  # created only once inputs and weights are known to be usable
     warn_earlier_outputs(args.output, [file_stem(f) for f in files], formats)
-    print(f"model: {cfg.MODEL.META_ARCHITECTURE} from {weights or cfg.MODEL.WEIGHTS}"
+    print(f"model: {cfg.MODEL.META_ARCHITECTURE}, {config_name}, from {weights or cfg.MODEL.WEIGHTS}"
           f"{' with TTA' if args.tta else ''}; score threshold {predictor.score_thresh}", flush=True)
 
     from tqdm import tqdm

@@ -33,6 +33,7 @@ from detectron2.utils.logger import create_small_table
 from ..compat import has_compiled_ops
 from ..config import get_maskrcnnpp_cfg
 from ..utils.files import atomic_path, finite_or_none
+from .image_types import IMAGE_TYPES, image_type_of_file, scores_by_image_type
 from .label_images import (
     NucleiEvaluationInputError,
     gt_label_image,
@@ -52,7 +53,7 @@ CSV_COLUMNS = (
     + HEADLINE_KEYS
     + PRECISION_KEYS
     + ["tp", "fp", "fn", "tp_iou_sum", "aji_c", "aji_u", "fg_inter", "fg_gt_area", "fg_pred_area"]
-    + ["gt_crowd", "gt_empty", "gt_overlap_pixels", "gt_dropped"]
+    + ["gt_crowd", "gt_empty", "gt_overlap_pixels", "gt_dropped", "image_type"]
 )
 
 
@@ -242,7 +243,8 @@ class NucleiEvaluator(DatasetEvaluator):
                 "image id %r has %d nuclei, more than TEST.NUCLEI.MAX_DETS=%d: COCO AP undercounts it",
                 record["image_id"], int(gt_labels.max()), self._max_dets,
             )
-        row: Dict[str, Any] = {"image_id": record["image_id"], "file_name": record.get("file_name", "")}
+        row: Dict[str, Any] = {"image_id": record["image_id"], "file_name": record.get("file_name", ""),
+                               "image_type": image_type_of_file(record.get("file_name", ""))}
         row.update(score_image(gt_labels, pred_labels, pred_fg=pred_fg))
         row.update({f"gt_{k}": v for k, v in gt_stats.items()})
         self._rows.append(row)
@@ -368,6 +370,8 @@ class NucleiEvaluator(DatasetEvaluator):
         summary["dataset"] = self._dataset_name
         summary["settings"] = self.settings
         summary["ground_truth_corrections"] = corrections
+        known = [r for r in rows if r["image_type"] in IMAGE_TYPES]
+        summary["by_image_type"] = scores_by_image_type(known, {r["image_id"]: r["image_type"] for r in known})
 
         def write_csv(f):
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")

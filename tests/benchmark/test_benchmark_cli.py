@@ -8,7 +8,7 @@ from maskrcnnpp import resolve_config_path
 from maskrcnnpp.benchmark.runner import ROW_FIELDS
 from maskrcnnpp.config import setup_cfg
 
-from benchmark_testutils import FAST_OPTS, load_tool
+from tiny_tool_helpers import FAST_OPTS, load_tool
 
 # Fields legitimately null: mode for Mask R-CNN rows, loader_error when the loader ran.
 NULLABLE = {"mode", "loader_error"}

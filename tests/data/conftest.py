@@ -1,8 +1,6 @@
 """Fixtures of the data tests: the real DSB 2018 zip converted once, tiny Kaggle-layout sources."""
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +8,6 @@ import pytest
 import maskrcnnpp  # noqa: F401  (compat measures before detectron2)
 from dsb2018_data import dsb2018_zip_path, prepared_dsb2018
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # data_testutils, however pytest imports
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from detectron2.structures import BoxMode
 from PIL import Image
 from pycocotools import mask as mask_util
 
+from coco_masks import box_mask, rle
 from maskrcnnpp.data.augmentations import (
     RandomGrey,
     RandomIntensity,
@@ -40,20 +41,6 @@ from maskrcnnpp.data.instance_mapper import (
 # ----------------------------------------------------------------------------- helpers
 
 
-def rle(mask: np.ndarray, counts: str = "str") -> dict:
-    """COCO RLE of ``mask`` with counts as a str (as in the json), bytes, or an uncompressed list."""
-    encoded = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-    if counts == "bytes":
-        return encoded
-    if counts == "str":
-        return {"size": encoded["size"], "counts": encoded["counts"].decode()}
-    flat = mask.astype(bool).ravel(order="F")
-    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-    bounds = np.r_[0, change, flat.size]
-    runs = np.diff(bounds).tolist()
-    return {"size": list(mask.shape), "counts": ([0] + runs) if flat[0] else runs}
-
-
 def annotation(mask: np.ndarray, ann_id: int, *, counts: str = "str", iscrowd: int = 0, category: int = 0) -> dict:
     x, y, w, h = mask_util.toBbox(rle(mask, "bytes")).tolist()
     return {"id": ann_id, "bbox": [x, y, w, h], "bbox_mode": BoxMode.XYWH_ABS, "category_id": category,
@@ -66,12 +53,6 @@ def write_record(folder: Path, name: str, height: int, width: int, annotations: 
     path = folder / f"{name}.png"
     Image.fromarray(image).save(path)
     return {"file_name": str(path), "height": height, "width": width, "image_id": name, "annotations": annotations}
-
-
-def box_mask(height: int, width: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    mask = np.zeros((height, width), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
 
 
 class RecordingMapper(NucleiInstanceMapper):

@@ -26,7 +26,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))  # run as a script
 from nuclei_eval_helpers import REPO, coco_gt_from_masks, dsb_zip_masks, dsb_zip_path, encode_mask  # noqa: E402
 
 import importlib.util  # noqa: E402

@@ -43,6 +43,8 @@ def assert_self_score_is_perfect(result, out_dir, num_images):
     with open(out_dir / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == num_images and all(float(r["score"]) == 1.0 for r in rows)
+    # no image files beside this ground truth: the kind of each image is unknown, no per-kind table
+    assert {r["image_type"] for r in rows} == {"unknown"} and summary["by_image_type"] == {}
     assert "| score" in result.stdout and "segm AP" in result.stdout  # the printed table
 
 

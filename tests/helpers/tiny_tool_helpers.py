@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark tests: tools/ loaded as modules, fast overrides for tiny models."""
+"""Helpers of the benchmark and experiment tests: tools/ loaded as modules, fast overrides for tiny models."""
 import importlib.util
 from pathlib import Path
 
