@@ -18,6 +18,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .files import atomic_path
+
 __all__ = [
     "RLEError",
     "KaggleCsvError",
@@ -298,14 +300,8 @@ def write_kaggle_csv(
     nuclei). ``with_size`` adds Height and Width columns as in the solution files.
     """
     # Written beside the target and renamed when complete: a bad prediction never leaves half a CSV.
-    tmp = f"{os.fspath(path)}.partial-{os.getpid()}"
-    try:
-        n_rows = _write_kaggle_rows(tmp, predictions, with_size)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return n_rows
+    with atomic_path(os.fspath(path)) as tmp:
+        return _write_kaggle_rows(tmp, predictions, with_size)
 
 
 def _write_kaggle_rows(path: str, predictions: Mapping[str, Prediction], with_size: bool) -> int:
