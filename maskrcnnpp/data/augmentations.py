@@ -25,9 +25,7 @@ __all__ = [
     "IntensityTransform",
     "InvertTransform",
     "PhotometricTransform",
-    "RandomGrey",
     "RandomIntensity",
-    "RandomInvert",
     "RandomRotation90",
     "TransposeTransform",
     "build_nuclei_augmentations",
@@ -141,28 +139,6 @@ class RandomIntensity(T.Augmentation):
         return IntensityTransform(b, c, g)
 
 
-class RandomInvert(T.Augmentation):
-    """Invert the image with probability ``prob``."""
-
-    def __init__(self, prob: float):
-        super().__init__()
-        self._init(locals())
-
-    def get_transform(self, image: np.ndarray) -> T.Transform:
-        return InvertTransform() if np.random.rand() < self.prob else T.NoOpTransform()
-
-
-class RandomGrey(T.Augmentation):
-    """Convert the image to grey with probability ``prob``."""
-
-    def __init__(self, prob: float):
-        super().__init__()
-        self._init(locals())
-
-    def get_transform(self, image: np.ndarray) -> T.Transform:
-        return GreyTransform() if np.random.rand() < self.prob else T.NoOpTransform()
-
-
 def _range(cfg: CfgNode, key: str) -> List[float]:
     value = list(getattr(cfg.INPUT.NUCLEI_AUG, key))
     if len(value) != 2 or not 0 < value[0] <= value[1]:
@@ -194,7 +170,7 @@ def build_nuclei_augmentations(cfg: CfgNode, is_train: bool) -> List[T.Augmentat
     if any(r != [1.0, 1.0] for r in ranges.values()):
         augs.append(RandomIntensity(ranges["BRIGHTNESS"], ranges["CONTRAST"], ranges["GAMMA"]))
     if invert > 0:
-        augs.append(RandomInvert(invert))
+        augs.append(T.RandomApply(InvertTransform(), invert))
     if grey > 0:
-        augs.append(RandomGrey(grey))
+        augs.append(T.RandomApply(GreyTransform(), grey))
     return augs

@@ -20,9 +20,7 @@ from maskrcnnpp.data.augmentations import (
     GreyTransform,
     IntensityTransform,
     InvertTransform,
-    RandomGrey,
     RandomIntensity,
-    RandomInvert,
     RandomRotation90,
     build_nuclei_augmentations,
     rotation90_transforms,
@@ -128,7 +126,7 @@ def test_photometric_augmentations_leave_masks_and_boxes_alone(tmp_path):
     record = record_of(tmp_path, labelled_image())
     plain = mapper_with([RandomRotation90()])
     photometric = mapper_with([RandomRotation90(), RandomIntensity((0.5, 1.5), (0.5, 1.5), (0.5, 2.0)),
-                               RandomInvert(1.0), RandomGrey(1.0)])
+                               T.RandomApply(InvertTransform(), 1.0), T.RandomApply(GreyTransform(), 1.0)])
     for seed in range(4):
         np.random.seed(seed)
         expected = plain(record)
@@ -167,9 +165,11 @@ def test_config_switches_each_augmentation_and_names_bad_keys():
     aug = cfg.INPUT.NUCLEI_AUG
     aug.VERTICAL_FLIP, aug.ROTATE_90, aug.GAMMA, aug.INVERT_PROB, aug.GREY_PROB = True, True, [0.8, 1.25], 0.3, 0.2
     augs = build_nuclei_augmentations(cfg, True)
-    assert [type(a).__name__ for a in augs] == ["RandomFlip", "RandomRotation90", "RandomIntensity", "RandomInvert",
-                                                "RandomGrey"]
-    assert augs[2].gamma == [0.8, 1.25] and augs[2].brightness == [1.0, 1.0] and augs[3].prob == 0.3
+    assert [type(a).__name__ for a in augs] == ["RandomFlip", "RandomRotation90", "RandomIntensity", "RandomApply",
+                                                "RandomApply"]
+    assert augs[2].gamma == [0.8, 1.25] and augs[2].brightness == [1.0, 1.0]
+    assert (augs[3].prob, type(augs[3].aug.get_transform(None)).__name__) == (0.3, "InvertTransform")
+    assert (augs[4].prob, type(augs[4].aug.get_transform(None)).__name__) == (0.2, "GreyTransform")
     assert build_nuclei_augmentations(cfg, False) == []
     aug.INVERT_PROB = 1.5
     with pytest.raises(ValueError, match=r"INPUT\.NUCLEI_AUG\.INVERT_PROB"):

@@ -23,9 +23,9 @@ from pycocotools import mask as mask_util
 
 from coco_masks import box_mask, rle
 from maskrcnnpp.data.augmentations import (
-    RandomGrey,
+    GreyTransform,
+    InvertTransform,
     RandomIntensity,
-    RandomInvert,
     RandomRotation90,
     TransposeTransform,
     rotation90_transforms,
@@ -173,7 +173,8 @@ SYNTHETIC_AUGS = {
     # The nuclei augmentations (INPUT.NUCLEI_AUG) take the fast path: transposes and pixel-value changes.
     "nuclei-augmentations": [T.ResizeShortestEdge((45, 60), 110, "choice"), T.RandomFlip(),
                              T.RandomFlip(horizontal=False, vertical=True), RandomRotation90(),
-                             RandomIntensity((0.7, 1.3), (0.7, 1.3), (0.7, 1.4)), RandomInvert(0.5), RandomGrey(0.5)],
+                             RandomIntensity((0.7, 1.3), (0.7, 1.3), (0.7, 1.4)), T.RandomApply(InvertTransform(), 0.5),
+                             T.RandomApply(GreyTransform(), 0.5)],
 }
 
 
