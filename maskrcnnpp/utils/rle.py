@@ -22,17 +22,10 @@ def rle_error(k: int, message: str) -> ValueError:
     return err
 
 
-def rle_foreground_runs(segms: Sequence[Dict[str, Any]], height: int, width: int
-                        ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Foreground runs of COCO RLEs ``segms`` of a ``height`` x ``width`` image, all decoded at once.
-
-    Returns int64 arrays ``(index, start, length)``: run ``j`` covers column-major (Fortran order)
-    pixels ``start[j] .. start[j] + length[j] - 1`` of segmentation ``index[j]``; runs are sorted by
-    index, then start. Counts may be compressed (``str``/``bytes``, pycocotools' string format,
-    decoded as ``rleFrString`` does) or a list of ints. Raises ValueError (with an
-    ``annotation_index`` attribute) for a wrong size or malformed counts.
-    """
-    n_pixels = int(height) * int(width)
+def _split_counts(segms: Sequence[Dict[str, Any]], height: int, width: int
+                  ) -> Tuple[Tuple[List[bytes], List[int]], Tuple[List[np.ndarray], List[int]]]:
+    """The compressed counts (bytes) and the integer counts of ``segms``, each with the index of its
+    segmentation; a ValueError (``annotation_index``) for a malformed one or a wrong size."""
     strings: List[bytes] = []
     string_owner: List[int] = []
     lists: List[np.ndarray] = []
@@ -60,7 +53,21 @@ def rle_foreground_runs(segms: Sequence[Dict[str, Any]], height: int, width: int
             list_owner.append(k)
         else:
             raise rle_error(k, f"RLE counts of type {type(counts).__name__}; expected str, bytes or a list of ints")
+    return (strings, string_owner), (lists, list_owner)
 
+
+def rle_foreground_runs(segms: Sequence[Dict[str, Any]], height: int, width: int
+                        ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Foreground runs of COCO RLEs ``segms`` of a ``height`` x ``width`` image, all decoded at once.
+
+    Returns int64 arrays ``(index, start, length)``: run ``j`` covers column-major (Fortran order)
+    pixels ``start[j] .. start[j] + length[j] - 1`` of segmentation ``index[j]``; runs are sorted by
+    index, then start. Counts may be compressed (``str``/``bytes``, pycocotools' string format,
+    decoded as ``rleFrString`` does) or a list of ints. Raises ValueError (with an
+    ``annotation_index`` attribute) for a wrong size or malformed counts.
+    """
+    n_pixels = int(height) * int(width)
+    (strings, string_owner), (lists, list_owner) = _split_counts(segms, height, width)
     owners, cnts = [], []
     if strings:
         o, c = decode_compressed_counts(strings)
