@@ -3,21 +3,24 @@
 
     python tools/model_zoo.py list                      # name, config, test-split figures, CPU time
     python tools/model_zoo.py check                     # every shipped weights file against its SHA-256
-    python tools/model_zoo.py export --checkpoint runs/x/model_best.pth --name nuclei_maskrcnnpp_r18 \\
-        --config nuclei_maskrcnnpp_r18 --summary "..." --card card.json [--default]
+    python tools/model_zoo.py export --run runs/zoo/r18_4000/maskrcnnpp_tiny --name nuclei_maskrcnnpp_r18 \\
+        --config nuclei_maskrcnnpp_r18 --summary "..." [--cpu-seconds 0.9] [--card notes.json] [--default]
 
-``export`` writes the model's weights in fp16 to maskrcnnpp/weights/<name>.pth (at most 30 MiB),
-its SHA-256 and card (a JSON object: data, recipe, budget, hardware, measured figures) to
-maskrcnnpp/weights/zoo.json. Mistakes print one line on stderr and exit with status 2.
+``export`` takes a finished tools/experiment.py run: its selected checkpoint's weights go in fp16 to
+maskrcnnpp/weights/<name>.pth (at most 30 MiB); its card (data, recipe, iterations, test figures
+overall and per image kind, plus --card's entries) and SHA-256 to maskrcnnpp/weights/zoo.json. The
+card's fixed subset of test images is scored with the exported fp16 weights (CI checks that figure).
+Mistakes print one line on stderr and exit with status 2.
 """
 from __future__ import annotations
 
 import argparse
+import os
 
 import maskrcnnpp  # noqa: F401  (compat measures before detectron2 imports)
 from maskrcnnpp import model_zoo
 from maskrcnnpp.cli import UserError, exit_on_user_error
-from maskrcnnpp.config import resolve_config_path
+from maskrcnnpp.config import resolve_config_path, setup_cfg
 from maskrcnnpp.utils.files import read_json
 
 
@@ -28,13 +31,46 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the shipped models and their figures")
     sub.add_parser("check", help="check every shipped weights file against its SHA-256")
     e = sub.add_parser("export", help="add a trained checkpoint to the zoo (fp16)")
-    e.add_argument("--checkpoint", required=True, help="training checkpoint (.pth with a 'model' entry)")
+    e.add_argument("--run", required=True, help="a finished tools/experiment.py run folder (OUT/<model>)")
     e.add_argument("--name", required=True, help="the model's name, e.g. nuclei_maskrcnnpp_r18")
-    e.add_argument("--config", required=True, help="config name in configs/ it was trained with")
+    e.add_argument("--config", required=True, help="config name in configs/ that builds it for inference")
     e.add_argument("--summary", required=True, help="one line: what the model is")
-    e.add_argument("--card", required=True, help="JSON file of the model card (data, recipe, budget, figures)")
+    e.add_argument("--cpu-seconds", type=float, default=None,
+                   help="CPU seconds per 512x512 image, as tools/benchmark.py measured them")
+    e.add_argument("--card", default=None, help="JSON object of further card entries (e.g. commands, notes)")
     e.add_argument("--default", action="store_true", help="make it the default model")
     return parser
+
+
+def export(args) -> None:
+    from detectron2.data import DatasetCatalog
+
+    from maskrcnnpp.data import register_dsb2018
+    from maskrcnnpp.experiment.model_card import card_from_run, subset_records, subset_score
+    from maskrcnnpp.inference import NucleiPredictor
+
+    try:
+        resolve_config_path(args.config)
+        card = card_from_run(args.run)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise UserError(f"--config/--run: {e}") from None
+    extra = read_json(args.card, "--card", UserError) if args.card else {}
+    if not isinstance(extra, dict):
+        raise UserError(f"--card {args.card}: expected a JSON object")
+    card.update(extra)
+    if args.cpu_seconds is not None:
+        card["cpu_seconds_per_512px"] = args.cpu_seconds
+    weights = f"{args.name}.pth"
+    sha = model_zoo.export_fp16_weights(os.path.join(args.run, "train", "model_best.pth"),
+                                        str(model_zoo.WEIGHTS_DIR / weights))
+    register_dsb2018(read_json(os.path.join(args.run, "budget.json"), "--run budget", UserError)["signature"]["dsb_root"])
+    records = subset_records(DatasetCatalog.get(card["test"]["dataset"]))
+    predictor = NucleiPredictor(setup_cfg(args.config, device="cpu"), str(model_zoo.WEIGHTS_DIR / weights))
+    card["subset"] = {"image_ids": [r["image_id"] for r in records], "score": round(subset_score(predictor, records), 4),
+                      "how": "NucleiPredictor on the fp16 weights, DSB score averaged over the images"}
+    model_zoo.register(model_zoo.ZooModel(args.name, args.config, weights, sha, args.summary, card), args.default)
+    print(f"wrote {model_zoo.WEIGHTS_DIR / weights} (SHA-256 {sha}) and {model_zoo.ZOO_FILE}; "
+          f"subset score {card['subset']['score']}")
 
 
 @exit_on_user_error
@@ -49,17 +85,7 @@ def main(argv=None) -> int:
         if not models:
             print(model_zoo.model_zoo_table())
     else:
-        try:
-            resolve_config_path(args.config)
-        except FileNotFoundError as e:
-            raise UserError(f"--config: {e}") from None
-        card = read_json(args.card, "--card", UserError)
-        if not isinstance(card, dict):
-            raise UserError(f"--card {args.card}: expected a JSON object")
-        weights = f"{args.name}.pth"
-        sha = model_zoo.export_fp16_weights(args.checkpoint, str(model_zoo.WEIGHTS_DIR / weights))
-        model_zoo.register(model_zoo.ZooModel(args.name, args.config, weights, sha, args.summary, card), args.default)
-        print(f"wrote {model_zoo.WEIGHTS_DIR / weights} (SHA-256 {sha}) and {model_zoo.ZOO_FILE}")
+        export(args)
     return 0
 
 

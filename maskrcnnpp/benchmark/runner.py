@@ -23,6 +23,7 @@ from detectron2.modeling import build_model
 from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
 from ..config import setup_cfg
 from ..errors import UserError
+from ..model_zoo import resolve_weights
 from .flops import count_flops
 from .inputs import SyntheticBatches, is_semantic
 from .measure import (
@@ -186,7 +187,7 @@ def measure_target(target: Target, settings: Settings, shared_train: Optional[Di
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     if settings.load_weights:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        DetectionCheckpointer(model).load(resolve_weights(cfg.MODEL.WEIGHTS))
         weights = cfg.MODEL.WEIGHTS
     else:
         weights = None  # set below, once inputs exist
