@@ -157,3 +157,21 @@ def test_a_run_folder_of_another_experiment_is_an_error_not_a_mixed_table(experi
     assert (tmp_path / "maskrcnnpp_tiny" / "train" / "model_final.pth").stat().st_mtime_ns == stamp
     rows = tool.main(args)["rows"]  # the first command's options: its runs are read back
     assert [r["model"] for r in rows] == RUNS and {r["budget"]["total_iters"] for r in rows} == {2}
+
+
+def test_model_card_of_a_finished_run(experiment):
+    from maskrcnnpp.evaluation.image_types import IMAGE_TYPES
+    from maskrcnnpp.experiment.model_card import card_from_run, subset_records
+
+    _, base, test_root, _ = experiment
+    stored = {r["model"]: r for r in json.loads((base / "out" / "experiment.json").read_text())["rows"]}
+    card = card_from_run(str(base / "out" / "maskrcnnpp_tiny"), hardware="test machine")
+    row = stored["maskrcnnpp_tiny"]
+    assert card["test"]["score"] == row["score"] and card["test"]["mask_ap"] == row["ap"]
+    assert card["test"]["images"] == 1 and card["test"]["dataset"] == "experiment_external_test"
+    assert card["iterations"] == row["train_iters"] == 2 and card["hardware"] == "test machine"
+    assert card["overrides"] == row["budget"]["signature"]["opts"]
+    (kind, figures), = card["test_by_image_type"].items()  # the one synthetic test image
+    assert kind in IMAGE_TYPES and figures["images"] == 1 and figures["score"] == pytest.approx(row["score"])
+    records = [{"image_id": i, "file_name": str(p)} for i, p in enumerate(sorted((test_root / "images").iterdir()))]
+    assert subset_records(records, {kind: 5}) == records and subset_records(records, {kind: 0}) == []
