@@ -23,7 +23,8 @@ import torch
 from .errors import UserError
 from .utils.files import atomic_path, read_json, write_json
 
-__all__ = ["ZOO_PREFIX", "ZooModel", "default_model", "export_fp16_weights", "get", "list_models", "model_zoo_table",
+__all__ = ["ZOO_PREFIX", "ZooModel", "default_model", "export_fp16_weights", "get", "list_models", "model_zoo_markdown",
+           "model_zoo_table",
            "resolve_weights", "weights_path"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -156,4 +157,47 @@ def model_zoo_table(zoo_file: Optional[Path] = None) -> str:
                                                      ("pq", ".3f"), ("mask_ap", ".1f"), ("cpu_seconds_per_512px", ".2f"))]
         name = f"{m.name} (default)" if m.name == default else m.name
         lines.append(f"| {name} | {m.config} | " + " | ".join(figures) + f" | {m.summary} |")
+    return "\n".join(lines)
+
+
+def _card_markdown(model: ZooModel, default: bool) -> List[str]:
+    card = model.card
+    test = card.get("test", {})
+    lines = [f"## {model.name}{' (default)' if default else ''}", "", model.summary, "",
+             f"- Config: `{model.config}`; weights `maskrcnnpp/weights/{model.weights}` (fp16, SHA-256 `{model.sha256}`)"]
+    for key, label in (("data", "Data"), ("initial_weights", "Initial weights"), ("iterations", "Iterations"),
+                       ("train_seconds_last_session", "Training seconds (last session of the run)"),
+                       ("hardware", "Hardware"), ("command", "Command")):
+        if key in card:
+            lines.append(f"- {label}: {card[key]}")
+    if card.get("overrides"):
+        lines.append(f"- Recipe (overrides of `{card.get('config', model.config)}`): `{' '.join(map(str, card['overrides']))}`")
+    if "cpu_seconds_per_512px" in card:
+        lines.append(f"- CPU time per 512x512 image (tools/benchmark.py): {card['cpu_seconds_per_512px']:.2f} s")
+    if test:
+        lines += ["", f"Internal test split ({test.get('dataset', '?')}, {test.get('images', '?')} images, "
+                      f"{test.get('nuclei', '?')} nuclei, never trained on):", "",
+                  "| score | IoU % | Dice % | AJI | PQ | mask AP |", "|---|---|---|---|---|---|",
+                  "| " + " | ".join(_figure(card, k, f) for k, f in (("score", ".3f"), ("iou", ".2f"), ("dice", ".2f"),
+                                                                      ("aji", ".3f"), ("pq", ".3f"), ("mask_ap", ".1f")))
+                  + " |"]
+    by_type = card.get("test_by_image_type", {})
+    if by_type:
+        lines += ["", "By image kind (maskrcnnpp.evaluation.image_types):", "",
+                  "| kind | images | score | IoU | Dice | AJI | PQ |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {kind} | {v['images']} | {v['score']:.3f} | {v['iou']:.3f} | {v['dice']:.3f} | {v['aji']:.3f} "
+                  f"| {v['pq']:.3f} |" for kind, v in by_type.items()]
+    if "subset" in card:
+        lines += ["", f"Fixed subset checked in CI ({len(card['subset']['image_ids'])} test images: "
+                      f"{', '.join(map(str, card['subset']['image_ids']))}): score {card['subset']['score']:.4f}."]
+    return lines + [""]
+
+
+def model_zoo_markdown(zoo_file: Optional[Path] = None) -> str:
+    """docs/MODEL_ZOO.md: the table of :func:`model_zoo_table` and every model's card."""
+    default = default_model(zoo_file)
+    lines = ["# Model zoo", "", "Trained models shipped inside the package (`maskrcnnpp/model_zoo.py`); this page is "
+             "written by `python tools/model_zoo.py cards`.", "", model_zoo_table(zoo_file), ""]
+    for model in list_models(zoo_file):
+        lines += _card_markdown(model, model.name == default)
     return "\n".join(lines)

@@ -121,3 +121,16 @@ def test_predict_tool_with_no_model_options_uses_the_default_model(zoo, tmp_path
     assert exc.value.code == 2
     assert "unknown model 'nope'; the shipped models are: tiny_test" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "out")
+
+
+def test_the_cards_page_shows_each_models_figures(zoo):
+    model = model_zoo.get()
+    card = dict(model.card, test_by_image_type={"stained tissue": {"images": 3, "score": 0.25, "iou": 0.5, "dice": 0.6,
+                                                                   "aji": 0.4, "pq": 0.3}},
+                subset={"image_ids": [3, 7], "score": 0.41234})
+    model_zoo.register(model_zoo.ZooModel(model.name, model.config, model.weights, model.sha256, model.summary, card))
+    page = model_zoo.model_zoo_markdown()
+    assert "## tiny_test (default)" in page and f"SHA-256 `{model.sha256}`" in page
+    assert "| stained tissue | 3 | 0.250 | 0.500 | 0.600 | 0.400 | 0.300 |" in page
+    assert "Fixed subset checked in CI (2 test images: 3, 7): score 0.4123." in page
+    assert "- CPU time per 512x512 image (tools/benchmark.py): 1.50 s" in page

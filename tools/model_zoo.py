@@ -3,6 +3,7 @@
 
     python tools/model_zoo.py list                      # name, config, test-split figures, CPU time
     python tools/model_zoo.py check                     # every shipped weights file against its SHA-256
+    python tools/model_zoo.py cards                     # docs/MODEL_ZOO.md from the models' cards
     python tools/model_zoo.py export --run runs/zoo/r18_4000/maskrcnnpp_tiny --name nuclei_maskrcnnpp_r18 \\
         --config nuclei_maskrcnnpp_r18 --summary "..." [--cpu-seconds 0.9] [--card notes.json] [--default]
 
@@ -21,7 +22,7 @@ import maskrcnnpp  # noqa: F401  (compat measures before detectron2 imports)
 from maskrcnnpp import model_zoo
 from maskrcnnpp.cli import UserError, exit_on_user_error
 from maskrcnnpp.config import resolve_config_path, setup_cfg
-from maskrcnnpp.utils.files import read_json
+from maskrcnnpp.utils.files import atomic_path, read_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the shipped models and their figures")
     sub.add_parser("check", help="check every shipped weights file against its SHA-256")
+    c = sub.add_parser("cards", help="write the model cards page (docs/MODEL_ZOO.md)")
+    c.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "MODEL_ZOO.md"))
     e = sub.add_parser("export", help="add a trained checkpoint to the zoo (fp16)")
     e.add_argument("--run", required=True, help="a finished tools/experiment.py run folder (OUT/<model>)")
     e.add_argument("--name", required=True, help="the model's name, e.g. nuclei_maskrcnnpp_r18")
@@ -84,6 +87,10 @@ def main(argv=None) -> int:
             print(f"{m.name}: {model_zoo.weights_path(m)} matches its SHA-256")
         if not models:
             print(model_zoo.model_zoo_table())
+    elif args.command == "cards":
+        with atomic_path(args.out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(model_zoo.model_zoo_markdown())
+        print(f"wrote {os.path.abspath(args.out)}")
     else:
         export(args)
     return 0
