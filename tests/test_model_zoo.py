@@ -134,3 +134,19 @@ def test_the_cards_page_shows_each_models_figures(zoo):
     assert "| stained tissue | 3 | 0.250 | 0.500 | 0.600 | 0.400 | 0.300 |" in page
     assert "Fixed subset checked in CI (2 test images: 3, 7): score 0.4123." in page
     assert "- CPU time per 512x512 image (tools/benchmark.py): 1.50 s" in page
+
+
+def test_visualize_draws_a_shipped_models_prediction(zoo, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import visualize
+
+    from PIL import Image
+
+    Image.fromarray(nuclei_image(disk_labels((48, 48), [(20, 20, 8)]))).save(tmp_path / "a.png")
+    written = visualize.main(["--model", "tiny_test", "--images", str(tmp_path / "a.png"), "--output",
+                              str(tmp_path / "vis"), "--device", "cpu", "--score-thresh", "0", *FAST_OPTS])
+    assert [Path(p).name for p in written] == ["a_overlay.png"]
+    with Image.open(written[0]) as grid:
+        assert grid.width >= 2 * 48  # image and prediction side by side

@@ -6,8 +6,9 @@
     python tools/visualize.py --results out/inference/dsb2018_test/coco_instances_results.json \\
         --dataset dsb2018_test --mode contour --output vis/
     python tools/visualize.py --config maskrcnnpp_r101 --weights model_best.pth --images my_folder/ --output vis/
+    python tools/visualize.py --model nuclei_maskrcnnpp_r18 --images my_folder/ --output vis/   # a shipped model
 
-Predictions come from a model (--config + --weights) or a COCO results file (--results; image ids
+Predictions come from a model (--model, or --config + --weights) or a COCO results file (--results; image ids
 are matched to the dataset's image ids, or else to file stems as tools/predict.py writes them; a
 file matching none of the images drawn is an error). Images come from a registered dataset split (--dataset, which also gives the
 ground truth) or from files (--images FILE_OR_FOLDER). With --dataset and no predictions the
@@ -29,6 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
 import numpy as np  # noqa: E402
 
+from maskrcnnpp import model_zoo  # noqa: E402
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
 from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = parser.add_argument_group("predictions (one of)")
+    src.add_argument("--model", "-m", metavar="NAME", help="a shipped model (tools/model_zoo.py list)")
     src.add_argument("--config", "-c", metavar="NAME_OR_FILE", help="model config file or bare name in configs/")
     src.add_argument("--weights", "-w", help="model checkpoint (default: the config's MODEL.WEIGHTS)")
     src.add_argument("--results", metavar="JSON", help="COCO results file (e.g. coco_instances_results.json)")
@@ -64,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
+    if args.model:
+        if args.config or args.weights:
+            raise UserError("give either --model (a shipped model) or --config/--weights (your own), not both")
+        zoo_model = model_zoo.get(args.model)
+        args.config, args.weights = zoo_model.config, model_zoo.weights_path(zoo_model)
     if args.config and args.results:
         raise UserError("give either --config (a model) or --results (a COCO results file), not both")
     if not (args.dataset or args.images):
