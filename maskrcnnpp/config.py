@@ -6,6 +6,7 @@ the only place defaults live: other modules read them from a config.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -233,6 +234,8 @@ def setup_cfg(config: str, opts: Sequence[str] = (), device: Optional[str] = Non
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         if device is not None:
             raise UserError(f"device {device!r} (MODEL.DEVICE) was asked for but torch.cuda.is_available() is False on this machine")
+        logging.getLogger(__name__).warning("%s: MODEL.DEVICE %s but no GPU is available: running on the CPU",
+                                            config, cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     return cfg

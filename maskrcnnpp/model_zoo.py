@@ -2,7 +2,9 @@
 
 Each model has a config (a name in ``configs/``), an fp16 weights file inside the package
 (``maskrcnnpp/weights/``), the file's SHA-256, and a card: training data and split, recipe,
-budget, hardware and measured figures (docs/MODEL_ZOO.md shows them). The list lives in
+budget, hardware and measured figures (``tools/model_zoo.py cards`` writes them to docs/MODEL_ZOO.md).
+The configs are read from the checkout's ``configs/`` folder: install the package editable
+(``pip install -e .``, as ``make setup`` does). The list lives in
 ``maskrcnnpp/weights/zoo.json`` (written by ``tools/model_zoo.py export``); weights are checked
 against their SHA-256 before every use, so a damaged or replaced file is one clear error naming
 it, never a silent load.
@@ -54,9 +56,14 @@ def _read_zoo(zoo_file: Optional[Path] = None) -> Dict[str, Any]:
 
 
 def list_models(zoo_file: Optional[Path] = None) -> List[ZooModel]:
-    """Every shipped model, the default first."""
+    """Every shipped model, the default first; a UserError naming the zoo file when it is malformed."""
     zoo = _read_zoo(zoo_file)
-    models = [ZooModel(**entry) for entry in zoo.get("models", [])]
+    fields = {"name", "config", "weights", "sha256", "summary", "card"}
+    entries = zoo.get("models") if isinstance(zoo, dict) else None
+    if not isinstance(entries, list) or any(not isinstance(e, dict) or set(e) != fields for e in entries):
+        raise UserError(f"{zoo_file or ZOO_FILE} is not a model zoo list: expected an object with 'default' and "
+                        f"'models', each model with exactly {sorted(fields)}")
+    models = [ZooModel(**entry) for entry in entries]
     return sorted(models, key=lambda m: m.name != zoo.get("default"))
 
 
@@ -117,13 +124,12 @@ def export_fp16_weights(checkpoint: str, out: str) -> str:
     if not isinstance(model, dict):
         raise UserError(f"{checkpoint} holds no model state dict")
     half = {k: (v.half() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in model.items()}
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp:  # a refused file never replaces an earlier one of that name
         torch.save({"model": half, "__author__": "maskrcnnpp model zoo (fp16)"}, tmp)
-    size = os.path.getsize(out)
-    if size > MAX_WEIGHTS_BYTES:
-        os.remove(out)
-        raise UserError(f"{out} would be {size / 2**20:.1f} MiB, more than the {MAX_WEIGHTS_BYTES / 2**20:.0f} MiB "
-                        "a shipped model may have")
+        size = os.path.getsize(tmp)
+        if size > MAX_WEIGHTS_BYTES:
+            raise UserError(f"{out} would be {size / 2**20:.1f} MiB, more than the {MAX_WEIGHTS_BYTES / 2**20:.0f} MiB "
+                            "a shipped model may have")
     return sha256_of(Path(out))
 
 

@@ -21,7 +21,7 @@ import os
 import maskrcnnpp  # noqa: F401  (compat measures before detectron2 imports)
 from maskrcnnpp import model_zoo
 from maskrcnnpp.cli import UserError, exit_on_user_error
-from maskrcnnpp.config import resolve_config_path, setup_cfg
+from maskrcnnpp.config import setup_cfg
 from maskrcnnpp.utils.files import atomic_path, read_json
 
 
@@ -45,6 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INFERENCE_KEYS = ("MODEL", "INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST", "INPUT.FORMAT", "TEST.DETECTIONS_PER_IMAGE",
+                  "TEST.NUCLEI")
+
+
+def _leaves(node, prefix: str = ""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix, node
+
+
+def inference_differences(run_cfg, zoo_cfg) -> list:
+    """Config keys that change predictions (MODEL.* but the weights and device, test size, thresholds)
+    whose values differ between the run and the config the model ships with."""
+    def pick(cfg):
+        values = dict(_leaves(cfg))
+        return {k: v for k, v in values.items() if k.startswith(INFERENCE_KEYS)
+                and k not in ("MODEL.WEIGHTS", "MODEL.DEVICE")}
+    ran, ships = pick(run_cfg), pick(zoo_cfg)
+    return sorted(k for k in set(ran) | set(ships) if ran.get(k) != ships.get(k))
+
+
 def export(args) -> None:
     from detectron2.data import DatasetCatalog
 
@@ -53,27 +76,40 @@ def export(args) -> None:
     from maskrcnnpp.inference import NucleiPredictor
 
     try:
-        resolve_config_path(args.config)
         card = card_from_run(args.run)
+        budget = read_json(os.path.join(args.run, "budget.json"), "--run budget", ValueError)
     except (FileNotFoundError, ValueError, KeyError) as e:
-        raise UserError(f"--config/--run: {e}") from None
+        raise UserError(f"--run {args.run}: not a finished tools/experiment.py run ({e})") from None
+    if budget["signature"]["data"] != "dsb2018" or not card["test"]["dataset"].startswith("dsb2018_"):
+        raise UserError(f"--run {args.run}: trained on {budget['signature']['data']}, scored on "
+                        f"{card['test']['dataset']}; a shipped model is a DSB 2018 run scored on its test split")
+    differ = inference_differences(setup_cfg(card["config"], card["overrides"], device="cpu"),
+                                   setup_cfg(args.config, device="cpu"))
+    if differ:
+        raise UserError(f"--config {args.config} predicts differently from the run ({card['config']} with its "
+                        f"overrides): {', '.join(differ[:5])} differ; give the config that matches the run")
     extra = read_json(args.card, "--card", UserError) if args.card else {}
     if not isinstance(extra, dict):
         raise UserError(f"--card {args.card}: expected a JSON object")
     card.update(extra)
     if args.cpu_seconds is not None:
         card["cpu_seconds_per_512px"] = args.cpu_seconds
-    weights = f"{args.name}.pth"
-    sha = model_zoo.export_fp16_weights(os.path.join(args.run, "train", "model_best.pth"),
-                                        str(model_zoo.WEIGHTS_DIR / weights))
-    register_dsb2018(read_json(os.path.join(args.run, "budget.json"), "--run budget", UserError)["signature"]["dsb_root"])
-    records = subset_records(DatasetCatalog.get(card["test"]["dataset"]))
-    predictor = NucleiPredictor(setup_cfg(args.config, device="cpu"), str(model_zoo.WEIGHTS_DIR / weights))
-    card["subset"] = {"image_ids": [r["image_id"] for r in records], "score": round(subset_score(predictor, records), 4),
-                      "how": "NucleiPredictor on the fp16 weights, DSB score averaged over the images"}
-    model_zoo.register(model_zoo.ZooModel(args.name, args.config, weights, sha, args.summary, card), args.default)
-    print(f"wrote {model_zoo.WEIGHTS_DIR / weights} (SHA-256 {sha}) and {model_zoo.ZOO_FILE}; "
-          f"subset score {card['subset']['score']}")
+    weights = model_zoo.WEIGHTS_DIR / f"{args.name}.pth"
+    staged = model_zoo.WEIGHTS_DIR / f".export-{args.name}.pth"  # becomes the shipped file only once it scored
+    try:
+        sha = model_zoo.export_fp16_weights(os.path.join(args.run, "train", card["checkpoint"]), str(staged))
+        register_dsb2018(budget["signature"]["dsb_root"])
+        records = subset_records(DatasetCatalog.get(card["test"]["dataset"]))
+        predictor = NucleiPredictor(setup_cfg(args.config, device="cpu"), str(staged))
+        card["subset"] = {"image_ids": [r["image_id"] for r in records],
+                          "score": round(subset_score(predictor, records), 4),
+                          "how": "NucleiPredictor on the fp16 weights, DSB score averaged over the images"}
+        os.replace(staged, weights)
+    finally:
+        if staged.exists():
+            staged.unlink()
+    model_zoo.register(model_zoo.ZooModel(args.name, args.config, weights.name, sha, args.summary, card), args.default)
+    print(f"wrote {weights} (SHA-256 {sha}) and {model_zoo.ZOO_FILE}; subset score {card['subset']['score']}")
 
 
 @exit_on_user_error

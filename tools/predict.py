@@ -152,7 +152,7 @@ def warn_earlier_outputs(output: str, stems: List[str], formats: List[str]) -> N
 def model_choice(args) -> Tuple[str, Optional[str], str]:
     """(config, weights, name in messages) of --model / --config --weights; the default shipped model
     when neither is given."""
-    if args.model and args.config:
+    if args.model and (args.config or args.weights):
         raise UserError("give either --model (a shipped model) or --config/--weights (your own), not both")
     if args.config:
         return args.config, args.weights, args.config

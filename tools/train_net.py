@@ -26,6 +26,7 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp import model_zoo, resolve_config_path  # noqa: E402
 from maskrcnnpp.data import setup_datasets  # noqa: E402
+from maskrcnnpp.data.augmentations import build_nuclei_augmentations  # noqa: E402
 from maskrcnnpp.engine import NucleiTrainer  # noqa: E402
 from maskrcnnpp.cli import UserError, exit_on_user_error  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
@@ -69,6 +70,10 @@ def setup(args):
     if args.eval_only and not weights and not args.resume:
         raise UserError("--eval-only scores trained weights: give MODEL.WEIGHTS path/to/model_final.pth "
                         "(or --resume with the run's OUTPUT_DIR)")
+    try:  # a bad INPUT.NUCLEI_AUG value would otherwise fail in the data loader, after OUTPUT_DIR is rewritten
+        build_nuclei_augmentations(cfg, True)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if not args.eval_only:  # (--eval-only builds its model before writing anything anyway)
         # a MODEL.* value the model refuses fails here, not after config.yaml was rewritten
         probe = cfg.clone()

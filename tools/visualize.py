@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args) -> None:
     if args.model:
+        if args.results:
+            raise UserError("give either --model (a shipped model) or --results (a COCO results file), not both")
         if args.config or args.weights:
             raise UserError("give either --model (a shipped model) or --config/--weights (your own), not both")
         zoo_model = model_zoo.get(args.model)

@@ -140,16 +140,24 @@ class RandomIntensity(T.Augmentation):
 
 
 def _range(cfg: CfgNode, key: str) -> List[float]:
-    value = list(getattr(cfg.INPUT.NUCLEI_AUG, key))
-    if len(value) != 2 or not 0 < value[0] <= value[1]:
-        raise ValueError(f"INPUT.NUCLEI_AUG.{key} must be [low, high] with 0 < low <= high, got {value}")
-    return [float(v) for v in value]
+    raw = getattr(cfg.INPUT.NUCLEI_AUG, key)
+    try:
+        value = [float(v) for v in raw]
+    except (TypeError, ValueError):
+        value = None
+    if value is None or len(value) != 2 or not 0 < value[0] <= value[1]:
+        raise ValueError(f"INPUT.NUCLEI_AUG.{key} must be [low, high] with 0 < low <= high, got {raw!r}")
+    return value
 
 
 def _probability(cfg: CfgNode, key: str) -> float:
-    value = float(getattr(cfg.INPUT.NUCLEI_AUG, key))
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"INPUT.NUCLEI_AUG.{key} must be a probability in [0, 1], got {value}")
+    raw = getattr(cfg.INPUT.NUCLEI_AUG, key)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(f"INPUT.NUCLEI_AUG.{key} must be a probability in [0, 1], got {raw!r}")
     return value
 
 

@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from ..utils.images import to_uint8_rgb
+
 __all__ = ["IMAGE_TYPES", "image_type", "image_type_of_file", "scores_by_image_type"]
 
 IMAGE_TYPES = ("fluorescence", "bright-field", "stained tissue")
@@ -43,8 +45,10 @@ def image_type_of_file(path: str) -> str:
 
     try:
         with Image.open(path) as image:
-            return image_type(np.asarray(image.convert("RGB")))
-    except (OSError, UnidentifiedImageError):
+            pixels = np.asarray(image if image.mode in ("L", "RGB", "RGBA", "LA", "I;16", "I", "F") else image.convert("RGB"))
+        # as prediction sees it: 16-bit and float images scaled to 8 bits by 255 / max
+        return image_type(to_uint8_rgb(pixels, "max"))
+    except (OSError, UnidentifiedImageError, ValueError):
         return "unknown"
 
 

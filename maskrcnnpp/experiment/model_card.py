@@ -26,12 +26,17 @@ SUBSET_PER_TYPE = {"fluorescence": 8, "stained tissue": 3, "bright-field": 1}
 TEST_KEYS = {"score": "score", "iou": "iou", "dice": "dice", "aji": "aji", "pq": "pq", "mask_ap": "ap"}
 
 
-def _test_rows(run_dir: str) -> List[Dict[str, Any]]:
-    path = os.path.join(run_dir, "train", "inference")
-    folders = [d for d in sorted(os.listdir(path)) if d.endswith("_test") or d == "external_test"] if os.path.isdir(path) else []
-    if not folders:
-        raise FileNotFoundError(f"{run_dir}: no test evaluation (train/inference/*_test/per_image.csv)")
-    with open(os.path.join(path, folders[0], "per_image.csv"), newline="", encoding="utf-8") as f:
+DATA_TEXT = {
+    "dsb2018": "DSB 2018 stage1_train, the paper's split: trained on train",
+    "synthetic": "synthetic nuclei (maskrcnnpp.data.synthetic): trained on nuclei_synth_train",
+}
+
+
+def _test_rows(run_dir: str, test_dataset: str) -> List[Dict[str, Any]]:
+    path = os.path.join(run_dir, "train", "inference", test_dataset, "per_image.csv")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{run_dir}: no test evaluation of {test_dataset} ({path})")
+    with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
@@ -40,14 +45,16 @@ def card_from_run(run_dir: str, hardware: Optional[str] = None) -> Dict[str, Any
     evaluation): data, recipe overrides, iterations, training seconds, test figures, figures per kind."""
     result = read_json(os.path.join(run_dir, "result.json"), "run result", ValueError)
     signature = result["budget"]["signature"]
-    rows = _test_rows(run_dir)
+    rows = _test_rows(run_dir, result["test_dataset"])
     types = {r["image_id"]: image_type_of_file(r["file_name"]) for r in rows}
     nuclei = result["test_results"]["nuclei"]
     test = {key: result[field] for key, field in TEST_KEYS.items()}
     test.update(images=int(nuclei["num_images"]), nuclei=int(nuclei["num_gt"]), dataset=result["test_dataset"])
     return {
-        "data": (f"DSB 2018 stage1_train ({signature['data']}): trained on the train split, checkpoint selected "
-                 f"by {result['selection_metric']} on val, scored on test (images never trained on)"),
+        "data": (f"{DATA_TEXT.get(signature['data'], signature['data'])}, checkpoint "
+                 f"{result['selected_checkpoint']} selected by {result['selection_metric']} on val, scored on "
+                 f"{result['test_dataset']} (images never trained on)"),
+        "checkpoint": result["selected_checkpoint"],
         "config": result["config"],
         "initial_weights": result["initial_weights"],
         "overrides": signature["opts"],

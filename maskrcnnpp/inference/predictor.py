@@ -152,7 +152,7 @@ class NucleiPredictor:
     ):
         """
         Args:
-            cfg: a maskrcnnpp config (e.g. from :func:`maskrcnnpp.config_cfg`).
+            cfg: a maskrcnnpp config (e.g. from :func:`maskrcnnpp.config.setup_cfg`).
             weights: checkpoint to load (default ``cfg.MODEL.WEIGHTS``); ignored when ``model`` is given.
             tta: test-time augmentation (module doc).
             score_thresh: drop instances scoring below this (default ``cfg.TEST.NUCLEI.SCORE_THRESH``).

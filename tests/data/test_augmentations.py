@@ -178,3 +178,14 @@ def test_config_switches_each_augmentation_and_names_bad_keys():
     aug.CONTRAST = [1.2, 0.8]
     with pytest.raises(ValueError, match=r"INPUT\.NUCLEI_AUG\.CONTRAST"):
         build_nuclei_augmentations(cfg, True)
+
+
+def test_non_numeric_values_name_their_key():
+    cfg = get_maskrcnnpp_cfg()
+    cfg.INPUT.NUCLEI_AUG.GAMMA = ["a", 1.0]
+    with pytest.raises(ValueError, match=r"INPUT\.NUCLEI_AUG\.GAMMA must be \[low, high\].*'a'"):
+        build_nuclei_augmentations(cfg, True)
+    cfg.INPUT.NUCLEI_AUG.GAMMA = [1.0, 1.0]
+    cfg.INPUT.NUCLEI_AUG.GREY_PROB = "often"
+    with pytest.raises(ValueError, match=r"INPUT\.NUCLEI_AUG\.GREY_PROB must be a probability"):
+        build_nuclei_augmentations(cfg, True)

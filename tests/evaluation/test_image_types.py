@@ -39,3 +39,14 @@ def test_the_kind_of_an_image_file(tmp_path):
     assert image_type_of_file(str(tmp_path / "t.png")) == "stained tissue"
     assert image_type_of_file(str(tmp_path / "broken.png")) == "unknown"
     assert image_type_of_file(str(tmp_path / "absent.png")) == "unknown" and image_type_of_file("") == "unknown"
+
+
+def test_a_dim_16_bit_fluorescence_file_is_fluorescence(tmp_path):
+    import tifffile
+    from PIL import Image
+
+    dim = np.full((32, 32), 400, np.uint16)  # background far above 255, far below the 16-bit range
+    dim[8:16, 8:16] = 4000
+    Image.fromarray(dim).save(tmp_path / "dim.png")
+    tifffile.imwrite(tmp_path / "dim.tif", dim)
+    assert image_type_of_file(str(tmp_path / "dim.png")) == image_type_of_file(str(tmp_path / "dim.tif")) == "fluorescence"

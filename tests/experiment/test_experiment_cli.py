@@ -175,3 +175,20 @@ def test_model_card_of_a_finished_run(experiment):
     assert kind in IMAGE_TYPES and figures["images"] == 1 and figures["score"] == pytest.approx(row["score"])
     records = [{"image_id": i, "file_name": str(p)} for i, p in enumerate(sorted((test_root / "images").iterdir()))]
     assert subset_records(records, {kind: 5}) == records and subset_records(records, {kind: 0}) == []
+
+
+def test_a_synthetic_run_is_not_exported_to_the_zoo_and_nothing_is_written(experiment, tmp_path, monkeypatch, capsys):
+    from maskrcnnpp import model_zoo
+    from maskrcnnpp.experiment.model_card import card_from_run
+
+    _, base, _, _ = experiment
+    run_dir = base / "out" / "maskrcnnpp_tiny"
+    assert card_from_run(str(run_dir))["data"].startswith("synthetic nuclei")
+    monkeypatch.setattr(model_zoo, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(model_zoo, "ZOO_FILE", tmp_path / "zoo.json")
+    tool = load_tool("model_zoo")
+    with pytest.raises(SystemExit) as exc:
+        tool.main(["export", "--run", str(run_dir), "--name", "x", "--config", "maskrcnnpp_tiny", "--summary", "s"])
+    assert exc.value.code == 2
+    assert "a shipped model is a DSB 2018 run scored on its test split" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

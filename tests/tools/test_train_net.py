@@ -106,7 +106,8 @@ def test_a_failing_command_leaves_the_run_in_its_output_dir_untouched(trained, t
     before = {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in ("config.yaml", "log.txt")}
     for extra in (["DATASETS.TRAIN", "('dsb2018_train',)", "DATASETS.NUCLEI.DSB2018_ROOT", str(tmp_path / "empty")],
                   ["MODEL.WEIGHTS", str(tmp_path / "no_such.pth")],
-                  ["MODEL.UNETPP_FPN.WIDTHS", "[16, 32, 64, 64]"]):  # refused when the model is built
+                  ["MODEL.UNETPP_FPN.WIDTHS", "[16, 32, 64, 64]"],  # refused when the model is built
+                  ["INPUT.NUCLEI_AUG.INVERT_PROB", "2.0"]):  # refused before the data loader is built
         res = run(["--config", "maskrcnnpp_tiny", "--device", "cpu", *opts, *extra, "OUTPUT_DIR", str(out)], env)
         assert res.returncode == 2, res.stderr[-2000:]
         assert {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in before} == before
