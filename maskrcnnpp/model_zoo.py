@@ -14,7 +14,6 @@ it, never a silent load.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from .errors import UserError
-from .utils.files import atomic_path, read_json, write_json
+from .utils.files import atomic_path, read_json, sha256_of_file, write_json
 
 __all__ = ["ZOO_PREFIX", "ZooModel", "default_model", "export_fp16_weights", "get", "list_models", "model_zoo_markdown",
            "model_zoo_table",
@@ -86,15 +85,6 @@ def get(name: Optional[str] = None, zoo_file: Optional[Path] = None) -> ZooModel
     return models[name]
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of the file at ``path``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_path(model: ZooModel, weights_dir: Optional[Path] = None) -> str:
     """The weights file of ``model`` after checking its SHA-256; a UserError naming the file when it is
     missing or differs from the one shipped."""
@@ -102,7 +92,7 @@ def weights_path(model: ZooModel, weights_dir: Optional[Path] = None) -> str:
     if not path.is_file():
         raise UserError(f"weights file {path} of model {model.name!r} is missing; reinstall maskrcnnpp "
                         "(git checkout restores it)")
-    actual = sha256_of(path)
+    actual = sha256_of_file(path)
     if actual != model.sha256:
         raise UserError(f"weights file {path} of model {model.name!r} is damaged or replaced: its SHA-256 is "
                         f"{actual}, the shipped file's is {model.sha256}; reinstall maskrcnnpp")
@@ -130,7 +120,7 @@ def export_fp16_weights(checkpoint: str, out: str) -> str:
         if size > MAX_WEIGHTS_BYTES:
             raise UserError(f"{out} would be {size / 2**20:.1f} MiB, more than the {MAX_WEIGHTS_BYTES / 2**20:.0f} MiB "
                             "a shipped model may have")
-    return sha256_of(Path(out))
+    return sha256_of_file(out)
 
 
 def register(model: ZooModel, default: bool = False, zoo_file: Optional[Path] = None) -> None:

@@ -14,6 +14,7 @@ import torch
 
 from maskrcnnpp import model_zoo
 from maskrcnnpp.errors import UserError
+from maskrcnnpp.utils.files import sha256_of_file
 
 from tool_helpers import FAST_OPTS, disk_labels, nuclei_image, save_tiny_weights
 
@@ -44,7 +45,7 @@ def test_export_halves_every_float_tensor_and_keeps_the_values(zoo, checkpoint):
             assert torch.equal(half[key], value.half()), key
         else:
             assert torch.equal(half[key], value), key  # e.g. num_batches_tracked stays an integer
-    assert model_zoo.get().sha256 == model_zoo.sha256_of(zoo / "tiny_test.pth")
+    assert model_zoo.get().sha256 == sha256_of_file(zoo / "tiny_test.pth")
 
 
 def test_names_default_and_the_table(zoo):

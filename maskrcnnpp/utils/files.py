@@ -17,6 +17,7 @@ one of that name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Type
+from typing import Any, Iterator, Type, Union
 
 __all__ = [
     "atomic_path",
@@ -34,6 +35,7 @@ __all__ = [
     "partial_dir",
     "read_json",
     "remove_stale_partials",
+    "sha256_of_file",
     "write_json",
 ]
 
@@ -124,6 +126,17 @@ def finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def sha256_of_file(path: Union[str, os.PathLike], chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                return h.hexdigest()
+            h.update(block)
 
 
 def write_json(path: str, obj: Any, *, indent: int | None = 2, allow_nan: bool = True,

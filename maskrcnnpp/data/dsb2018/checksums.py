@@ -3,26 +3,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
-from typing import Union
+
+from ...utils.files import sha256_of_file  # noqa: F401  (re-exported)
 
 __all__ = ["converter_digest", "sha256_of_file"]
 
 _PACKAGE = Path(__file__).resolve().parent
 # The shared code whose changes can change a prepared dataset, besides this package.
 _SHARED = ("images.py", "kaggle_rle.py", "files.py")
-
-
-def sha256_of_file(path: Union[str, os.PathLike], chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                return h.hexdigest()
-            h.update(block)
 
 
 @functools.lru_cache(maxsize=None)
