@@ -6,6 +6,8 @@
     python tools/predict.py --input img.tif --config maskrcnnpp_r101 --weights out/model_best.pth --output pred/
     python tools/predict.py --input folder/ --pattern "*.tif" --config maskrcnnpp_tiny --weights w.pth \\
         --output pred/ --formats label_tif,nuclei_csv,imagej_roi --tile-size 512 --tile-overlap 64 --device cuda
+    python tools/predict.py --input big/ --output pred/ --device cuda --batch-size 8 --shard $SLURM_ARRAY_TASK_ID/16
+    python tools/merge_predictions.py pred/                           # once all 16 shards are done
 
 Images may be grey, RGB or RGBA, 8 or 16 bits (16-bit and float images become 8 bits by --rescale;
 the default, max, scales by 255/max exactly as prepare_dsb2018.py converts training images).
@@ -17,6 +19,9 @@ Outputs (in --output), per image <stem>:
 and for all images together:
   coco        coco_results.json   COCO results (image_id = <stem>), for tools/evaluate.py
   kaggle_csv  kaggle_submission.csv   Data Science Bowl 2018 run-length CSV (ImageId = <stem>)
+With --shard K/N the run predicts every N-th image (from the K-th) of the sorted list and writes
+coco_results.shard-K-of-N.json (and the Kaggle CSV likewise) plus predict_shard.shard-K-of-N.json
+last; tools/merge_predictions.py joins the N shards into coco_results.json / kaggle_submission.csv.
 Label k is the same nucleus in every output. Mistakes (missing input, an image that cannot be read
 or is not a single grey/RGB/RGBA plane, unknown format, --device cuda without a GPU, a bad config key,
 weights of another architecture than --config) print one line on stderr and exit with status 2;
@@ -40,6 +45,7 @@ from maskrcnnpp.inference import ImageReadError, NucleiPredictor, describe_devic
 from maskrcnnpp.evaluation.coco_results import file_stem  # noqa: E402
 from maskrcnnpp.inference.outputs import DEFAULT_FORMATS, FORMATS  # noqa: E402
 from maskrcnnpp.inference.image_io import IMAGE_SUFFIXES, RESCALE_MODES, image_kind, list_image_files  # noqa: E402
+from maskrcnnpp.inference.shards import Shard, write_shard_record  # noqa: E402
 
 logger = logging.getLogger("predict")
 
@@ -73,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     hw = parser.add_argument_group("hardware")
     hw.add_argument("--device", choices=["cpu", "cuda"], default=None,
                     help="run on cpu or cuda (default: the config's MODEL.DEVICE, cpu when no GPU is present)")
+    hw.add_argument("--batch-size", type=int, default=1,
+                    help="images (or tiles of a large image) per forward pass: those of the same size after the "
+                         "test resize share one; results equal --batch-size 1 (default: %(default)s)")
+    hw.add_argument("--shard", default=None, metavar="K/N",
+                    help="predict only shard K of N (K from 1: every N-th image from the K-th), e.g. "
+                         "$SLURM_ARRAY_TASK_ID/16 in an array job; merge with tools/merge_predictions.py")
     tiling = parser.add_argument_group("tiling (large images)")
     tiling.add_argument("--tile-size", type=int, default=0,
                         help="predict images larger than this many pixels in tiles of this size (default 0: never tile)")
@@ -96,6 +108,13 @@ def list_images(path: str, pattern: str | None, option: str = "--input") -> List
         return list_image_files(path, pattern, option)
     except ImageReadError as e:
         raise UserError(str(e)) from None
+
+
+def parse_shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except UserError as e:
+        raise UserError(f"--shard: {e}") from None
 
 
 def check_tiling(tile_size: int, tile_overlap: int) -> None:
@@ -174,9 +193,13 @@ def main(argv=None) -> Dict[str, int]:
     config, weights, config_name = model_choice(args)
     formats = parse_formats(args.formats)
     check_tiling(args.tile_size, args.tile_overlap)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.score_thresh is not None:
         check_threshold(args.score_thresh, "--score-thresh")
-    files = list_images(args.input, args.pattern)
+    all_files = list_images(args.input, args.pattern)
+    shard = parse_shard(args.shard) if args.shard else None
+    files = shard.select(all_files) if shard else all_files
     cfg = setup_cfg(config, args.opts, device=args.device)
     check_images(files)
     ensure_output_dir(args.output, "--output", create=False)
@@ -184,26 +207,39 @@ def main(argv=None) -> Dict[str, int]:
     predictor = NucleiPredictor(cfg, weights, tta=args.tta, score_thresh=args.score_thresh, rescale=args.rescale,
                                 config_name=config_name)
     ensure_output_dir(args.output, "--output")  # created only once inputs and weights are known to be usable
-    warn_earlier_outputs(args.output, [file_stem(f) for f in files], formats)
+    # every shard writes into the same folder: the other shards' images are this run's too
+    warn_earlier_outputs(args.output, [file_stem(f) for f in all_files], formats)
     print(f"model: {cfg.MODEL.META_ARCHITECTURE}, {config_name}, from {weights or cfg.MODEL.WEIGHTS}"
           f"{' with TTA' if args.tta else ''}; score threshold {predictor.score_thresh}", flush=True)
 
     from tqdm import tqdm
 
-    writer = outputs.PredictionWriter(args.output, formats)
+    writer = outputs.PredictionWriter(args.output, formats, shard=(shard.index, shard.count) if shard else None)
     counts: Dict[str, int] = {}
-    for path in tqdm(files, desc="images", unit="img", disable=len(files) < 2):
-        stem = file_stem(path)
-        image = load_image(path)
-        prediction = predictor.predict(image, tile_size=args.tile_size, tile_overlap=args.tile_overlap, progress=True)
-        tiles = prediction.info.get("tiles", 1)
-        note = f", {tiles} tiles, {prediction.info.get('duplicates', 0)} border duplicates merged" if tiles > 1 else ""
-        tqdm.write(f"{os.path.basename(path)}: {describe_image(path, image)} -> {prediction.num_instances} nuclei{note}")
-        writer.add(stem, prediction, image)
-        counts[stem] = prediction.num_instances
+    bar = tqdm(total=len(files), desc="images" + (f" (shard {shard})" if shard else ""), unit="img",
+               disable=len(files) < 2)
+    for start in range(0, len(files), args.batch_size):
+        batch = files[start:start + args.batch_size]
+        images = [load_image(path) for path in batch]
+        predictions = predictor.predict_batch(images, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+                                              progress=True, batch_size=args.batch_size)
+        for path, image, prediction in zip(batch, images, predictions):
+            stem = file_stem(path)
+            tiles = prediction.info.get("tiles", 1)
+            note = f", {tiles} tiles, {prediction.info.get('duplicates', 0)} border duplicates merged" if tiles > 1 else ""
+            tqdm.write(f"{os.path.basename(path)}: {describe_image(path, image)} -> {prediction.num_instances} nuclei{note}")
+            writer.add(stem, prediction, image)
+            counts[stem] = prediction.num_instances
+        bar.update(len(batch))
+    bar.close()
     writer.close()
-    print(f"wrote {', '.join(formats)} for {len(files)} image(s), {sum(counts.values())} nuclei, to {args.output}")
-    if not any(counts.values()):
+    where = args.output
+    if shard:
+        record = write_shard_record(args.output, shard, list(counts), formats, len(all_files), sum(counts.values()),
+                                    config_name)
+        where += f" as shard {shard} of {len(all_files)} image(s) (record {os.path.basename(record)})"
+    print(f"wrote {', '.join(formats)} for {len(files)} image(s), {sum(counts.values())} nuclei, to {where}")
+    if files and not any(counts.values()):
         logging.getLogger("predict").warning(
             "no nucleus scored %s or more in any of the %d image(s): the weights may be untrained (or for other "
             "images), or the threshold too high (--score-thresh)", predictor.score_thresh, len(files))

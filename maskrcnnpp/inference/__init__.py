@@ -11,7 +11,7 @@ from . import outputs  # noqa: F401
 from .image_io import ImageReadError, intensity_image, read_image, to_uint8_rgb  # noqa: F401
 from .instances import CroppedInstance, NucleiPrediction, paint_labels  # noqa: F401
 from .predictor import NucleiPredictor, describe_device  # noqa: F401
-from .tiling import make_tiles, merge_tile_instances, predict_tiled  # noqa: F401
+from .tiling import make_tiles, merge_tile_instances, one_by_one, predict_tiled  # noqa: F401
 from .writers import (  # noqa: F401
     FORMATS,
     coco_results,

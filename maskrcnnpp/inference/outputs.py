@@ -27,7 +27,7 @@ from .writers import (
 )
 
 __all__ = ["COCO_FILE", "DEFAULT_FORMATS", "FORMATS", "KAGGLE_FILE", "PER_IMAGE_FILES", "PredictionWriter",
-           "earlier_outputs", "output_names", "parse_formats"]
+           "SHARD_RECORD", "earlier_outputs", "output_names", "parse_formats", "shard_file"]
 
 PER_IMAGE_FILES = {
     "label_png": "{stem}_labels.png",
@@ -38,6 +38,15 @@ PER_IMAGE_FILES = {
 COCO_FILE = "coco_results.json"
 KAGGLE_FILE = "kaggle_submission.csv"
 DEFAULT_FORMATS = "label_png,coco,nuclei_csv"
+# Shard K of N (inference.shards) writes its share of the all-images files under these names, and a
+# record of what it wrote last, which marks the shard complete for the merge.
+SHARD_RECORD = "predict_shard.json"
+
+
+def shard_file(name: str, index: int, count: int) -> str:
+    """``name`` of shard ``index`` of ``count``, e.g. ``coco_results.shard-2-of-8.json``."""
+    stem, ext = os.path.splitext(name)
+    return f"{stem}.shard-{index}-of-{count}{ext}"
 
 
 def parse_formats(text: str) -> List[str]:
@@ -72,15 +81,21 @@ class PredictionWriter:
     """Writes predictions into ``folder`` in ``formats``: per-image files as each image comes
     (:meth:`add`), the files of all images together at :meth:`close`. Every file is written atomically."""
 
-    def __init__(self, folder: str, formats: Sequence[str]):
+    def __init__(self, folder: str, formats: Sequence[str], shard: Optional[Tuple[int, int]] = None):
+        """``shard`` (index, count): write the all-images files under their shard names (:func:`shard_file`)."""
         self.folder = folder
         self.formats = list(formats)
+        self.shard = shard
         self._coco: List[dict] = []
         self._kaggle: Dict[str, NucleiPrediction] = {}
 
     def path(self, fmt: str, stem: str = "") -> str:
         """The file ``fmt`` is written to (for image ``stem`` when it is a per-image format)."""
-        name = {"coco": COCO_FILE, "kaggle_csv": KAGGLE_FILE}.get(fmt) or PER_IMAGE_FILES[fmt].format(stem=stem)
+        name = {"coco": COCO_FILE, "kaggle_csv": KAGGLE_FILE}.get(fmt)
+        if name is None:
+            name = PER_IMAGE_FILES[fmt].format(stem=stem)
+        elif self.shard is not None:
+            name = shard_file(name, *self.shard)
         return os.path.join(self.folder, name)
 
     def add(self, stem: str, prediction: NucleiPrediction, image: Optional[np.ndarray] = None) -> None:

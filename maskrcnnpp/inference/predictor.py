@@ -228,24 +228,48 @@ class NucleiPredictor:
         tile_size: int = 0,
         tile_overlap: int = 64,
         progress: bool = False,
+        batch_size: int = 1,
     ) -> NucleiPrediction:
         """Nuclei of ``image`` (any supported kind) as a label image + scores.
 
         ``tile_size > 0`` predicts an image larger than ``tile_size`` in tiles overlapping by
-        ``tile_overlap`` pixels (original image pixels); ``info`` then has the merge counts.
+        ``tile_overlap`` pixels (original image pixels), ``batch_size`` tiles per forward pass;
+        ``info`` then has the merge counts.
         """
-        rgb8 = to_uint8_rgb(image, self.rescale)
-        height, width = rgb8.shape[:2]
-        if tile_size and max(height, width) > tile_size:
+        return self.predict_batch([image], tile_size, tile_overlap, progress, batch_size)[0]
+
+    def predict_batch(
+        self,
+        images: Sequence[np.ndarray],
+        tile_size: int = 0,
+        tile_overlap: int = 64,
+        progress: bool = False,
+        batch_size: Optional[int] = None,
+    ) -> List[NucleiPrediction]:
+        """:meth:`predict` of each of ``images``, up to ``batch_size`` (default: all) model inputs of
+        one size per forward pass (:meth:`predict_instances_batch`); tiled images go one at a time,
+        their tiles ``batch_size`` at a time. Equal to predicting the images one by one up to float
+        rounding (batched convolutions: scores within 1e-6)."""
+        batch_size = max(1, len(images)) if batch_size is None else batch_size
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {batch_size}")
+        rgb8s = [to_uint8_rgb(image, self.rescale) for image in images]
+        predictions: List[Optional[NucleiPrediction]] = [None] * len(rgb8s)
+        tiled = [bool(tile_size) and max(rgb8.shape[:2]) > tile_size for rgb8 in rgb8s]
+        whole = [i for i, t in enumerate(tiled) if not t]
+        for i, instances in zip(whole, self.predict_instances_batch([rgb8s[i] for i in whole], batch_size=batch_size)):
+            predictions[i] = paint_labels(instances, rgb8s[i].shape[:2])
+            predictions[i].info["tiles"] = 1
+        for i in (i for i, t in enumerate(tiled) if t):
+            height, width = rgb8s[i].shape[:2]
             scale = self.test_scale(min(tile_size, height), min(tile_size, width))
             instances, stats = predict_tiled(
-                rgb8, lambda tile: self.predict_instances(tile, scale), tile_size, tile_overlap, progress=progress
+                rgb8s[i], lambda tiles: self.predict_instances_batch(tiles, scale, batch_size), tile_size, tile_overlap,
+                progress=progress, batch_size=batch_size,
             )
-        else:
-            instances, stats = self.predict_instances(rgb8), {"tiles": 1}
-        prediction = paint_labels(instances, (height, width))
-        prediction.info.update(stats)
-        return prediction
+            predictions[i] = paint_labels(instances, (height, width))
+            predictions[i].info.update(stats)
+        return predictions
 
     def __call__(self, image: np.ndarray, tile_size: int = 2048, tile_overlap: int = 128
                  ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
@@ -273,23 +297,51 @@ class NucleiPredictor:
     @torch.no_grad()
     def predict_instances(self, rgb8: np.ndarray, scale: Optional[float] = None) -> List[CroppedInstance]:
         """Instances (score >= threshold) of an 8-bit RGB image; ``scale`` overrides the test resize."""
+        return self.predict_instances_batch([rgb8], scale)[0]
+
+    @torch.no_grad()
+    def predict_instances_batch(self, rgb8s: Sequence[np.ndarray], scale: Optional[float] = None,
+                                batch_size: int = 1) -> List[List[CroppedInstance]]:
+        """:meth:`predict_instances` of each 8-bit RGB image. The Mask R-CNN models without TTA run up
+        to ``batch_size`` inputs of the same resized shape in one forward pass: a batch is zero-padded
+        to its largest input and GroupNorm's statistics would take in the padding of smaller ones, so
+        only equal shapes share a pass and every result equals the single-image one up to float rounding.
+        Other models and TTA predict one image at a time."""
+        if not (isinstance(self.model, NucleiRCNN) and self._rcnn_tta is None):
+            return [self._predict_one(rgb8, scale) for rgb8 in rgb8s]
+        inputs = [self._model_input(self._model_image(rgb8), self.test_scale(*rgb8.shape[:2]) if scale is None else scale)
+                  for rgb8 in rgb8s]
+        by_shape: Dict[Tuple[int, ...], List[int]] = {}
+        for i, model_input in enumerate(inputs):
+            by_shape.setdefault(tuple(model_input["image"].shape), []).append(i)
+        found: List[List[CroppedInstance]] = [[] for _ in rgb8s]
+        for indices in by_shape.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start:start + batch_size]
+                # masks pasted one box at a time: never N full-image masks (GBs on a large untiled image)
+                results = self.model.inference([inputs[i] for i in chunk], do_postprocess=False)
+                for i, result in zip(chunk, results):
+                    found[i] = crops_from_unpasted_instances(result, inputs[i]["height"], inputs[i]["width"],
+                                                             self.score_thresh, self.mask_thresh)
+        return found
+
+    def _predict_one(self, rgb8: np.ndarray, scale: Optional[float]) -> List[CroppedInstance]:
         height, width = rgb8.shape[:2]
         if scale is None:
             scale = self.test_scale(height, width)
-        model_image = rgb8[:, :, ::-1] if self.input_format == "BGR" else rgb8
+        model_image = self._model_image(rgb8)
         if self._rcnn_tta is not None:
             instances = self._rcnn_tta_instances(model_image, scale)
         elif self.is_semantic and self.tta:
             instances = self._semantic_flip_instances(model_image, scale)
-        elif isinstance(self.model, NucleiRCNN):
-            # masks pasted one box at a time: never N full-image masks (GBs on a large untiled image)
-            results = self.model.inference([self._model_input(model_image, scale)], do_postprocess=False)[0]
-            return crops_from_unpasted_instances(results, height, width, self.score_thresh, self.mask_thresh)
         else:
             instances = self.model([self._model_input(model_image, scale)])[0]["instances"]
         return crops_from_instances(instances, self.score_thresh, self.mask_thresh)
 
     # ------------------------------------------------------------------ internals
+    def _model_image(self, rgb8: np.ndarray) -> np.ndarray:
+        return rgb8[:, :, ::-1] if self.input_format == "BGR" else rgb8
+
     @staticmethod
     def _resized(image: np.ndarray, scale: float) -> np.ndarray:
         height, width = image.shape[:2]

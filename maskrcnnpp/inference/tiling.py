@@ -36,6 +36,13 @@ from .instances import CroppedInstance
 logger = logging.getLogger(__name__)
 
 TilePredictor = Callable[[np.ndarray], List[CroppedInstance]]
+# Tiles of one image are equal in size, so a batch of them can share one forward pass.
+TileBatchPredictor = Callable[[List[np.ndarray]], List[List[CroppedInstance]]]
+
+
+def one_by_one(predict_tile: TilePredictor) -> TileBatchPredictor:
+    """A batch predictor that calls ``predict_tile`` on each tile in turn."""
+    return lambda tiles: [predict_tile(tile) for tile in tiles]
 
 
 def tile_starts(length: int, tile_size: int, overlap: int) -> List[int]:
@@ -148,28 +155,37 @@ def merge_tile_instances(
 
 def predict_tiled(
     image: np.ndarray,
-    predict_tile: TilePredictor,
+    predict_tiles: TileBatchPredictor,
     tile_size: int,
     overlap: int,
     duplicate_overlap: float = 0.5,
     progress: bool = False,
+    batch_size: int = 1,
 ) -> Tuple[List[CroppedInstance], Dict[str, int]]:
-    """Run ``predict_tile`` (tile array -> instances in tile coordinates) over tiles of ``image`` and merge.
+    """Run ``predict_tiles`` (tile arrays -> instances in tile coordinates, one list per tile) over
+    the tiles of ``image``, ``batch_size`` tiles per call, and merge (:func:`merge_tile_instances`).
 
     Returns instances in image coordinates and the merge counts (plus ``tiles``).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
     height, width = image.shape[:2]
     tiles = make_tiles((height, width), tile_size, overlap)
     per_tile = []
-    iterator = tiles
+    batches = [tiles[i:i + batch_size] for i in range(0, len(tiles), batch_size)]
+    bar = None
     if progress and len(tiles) > 1:
         from tqdm import tqdm
 
-        iterator = tqdm(tiles, desc="tiles", unit="tile", leave=False)
-    for tile in iterator:
-        ys, xs = tile.window()
-        found = predict_tile(np.ascontiguousarray(image[ys, xs]))
-        per_tile.append((tile, [inst.shifted(tile.y, tile.x) for inst in found]))
+        bar = tqdm(total=len(tiles), desc="tiles", unit="tile", leave=False)
+    for batch in batches:
+        arrays = [np.ascontiguousarray(image[tile.window()]) for tile in batch]
+        for tile, found in zip(batch, predict_tiles(arrays)):
+            per_tile.append((tile, [inst.shifted(tile.y, tile.x) for inst in found]))
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
     kept, stats = merge_tile_instances(per_tile, duplicate_overlap)
     stats["tiles"] = len(tiles)
     if stats["cut_at_tile_border"]:

@@ -9,6 +9,7 @@ import torch
 
 from maskrcnnpp.evaluation import remove_overlaps
 from maskrcnnpp.inference import NucleiPredictor, paint_labels, predict_tiled, read_image, to_uint8_rgb
+from maskrcnnpp.inference.tiling import one_by_one
 from maskrcnnpp.inference.image_io import ImageReadError
 from maskrcnnpp.inference.instances import crops_from_masks
 from maskrcnnpp.inference.tiling import core_limits, make_tiles, tile_starts
@@ -174,7 +175,7 @@ def test_tiled_prediction_equals_untiled_and_counts_each_nucleus_once(cut_scores
     predictor = fake_tile_predictor(cut_scores_higher)
     untiled = paint_labels(predictor(image), labels.shape)
     assert partition(untiled.labels) == partition(labels)
-    instances, stats = predict_tiled(image, predictor, tile_size=64, overlap=24)
+    instances, stats = predict_tiled(image, one_by_one(predictor), tile_size=64, overlap=24)
     tiled = paint_labels(instances, labels.shape)
     # rows start at 0, 40, 80, 86 and columns at 0, 40, 80, 106: 4 x 4 tiles
     assert stats["tiles"] == 16 and len(predictor.calls) == 1 + 16
@@ -191,7 +192,7 @@ def test_nuclei_crossing_every_tile_border_are_whole():
     disks = [(y, x, 7) for y in (30, 56, 64, 72) for x in (20, 56, 64, 72, 100)]
     disks = [d for k, d in enumerate(disks) if k % 2 == 0]  # keep them apart
     labels = disk_labels((120, 120), disks)
-    instances, stats = predict_tiled(encode(labels), fake_tile_predictor(), tile_size=72, overlap=24)
+    instances, stats = predict_tiled(encode(labels), one_by_one(fake_tile_predictor()), tile_size=72, overlap=24)
     assert partition(paint_labels(instances, labels.shape).labels) == partition(labels)
     assert stats["cut_at_tile_border"] == 0
 
@@ -199,7 +200,7 @@ def test_nuclei_crossing_every_tile_border_are_whole():
 def test_too_small_overlap_is_counted_and_logged(caplog):
     labels = scattered_disks((150, 170), 45, 9, seed=0)
     with caplog.at_level(logging.WARNING, logger="maskrcnnpp.inference.tiling"):
-        _, stats = predict_tiled(encode(labels), fake_tile_predictor(), tile_size=64, overlap=4)
+        _, stats = predict_tiled(encode(labels), one_by_one(fake_tile_predictor()), tile_size=64, overlap=4)
     assert stats["cut_at_tile_border"] > 0
     assert "tile overlap of at least the largest nucleus diameter" in caplog.text
 
