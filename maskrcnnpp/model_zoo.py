@@ -14,6 +14,7 @@ it, never a silent load.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,13 +115,32 @@ def export_fp16_weights(checkpoint: str, out: str) -> str:
     if not isinstance(model, dict):
         raise UserError(f"{checkpoint} holds no model state dict")
     half = {k: (v.half() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in model.items()}
+    # torch.save names the zip archive inside after the file it writes: through a buffer the name is
+    # fixed, so the same weights always give the same bytes and SHA-256.
+    buffer = io.BytesIO()
+    torch.save({"model": half, "__author__": "maskrcnnpp model zoo (fp16)"}, buffer)
     with atomic_path(out) as tmp:  # a refused file never replaces an earlier one of that name
-        torch.save({"model": half, "__author__": "maskrcnnpp model zoo (fp16)"}, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getvalue())
         size = os.path.getsize(tmp)
         if size > MAX_WEIGHTS_BYTES:
             raise UserError(f"{out} would be {size / 2**20:.1f} MiB, more than the {MAX_WEIGHTS_BYTES / 2**20:.0f} MiB "
                             "a shipped model may have")
     return sha256_of_file(out)
+
+
+def same_weights(path_a: str, path_b: str, half: bool = False) -> bool:
+    """Whether two weights files hold the same tensors under the same names (bytes may differ);
+    ``half``: compare floating-point tensors in fp16 (a shipped copy against its training checkpoint)."""
+    def tensors(path):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model = state.get("model", state) if isinstance(state, dict) else {}
+        return {k: v.half() if half and torch.is_tensor(v) and v.is_floating_point() else v for k, v in model.items()}
+
+    a, b = tensors(path_a), tensors(path_b)
+    return a.keys() == b.keys() and all(
+        torch.is_tensor(a[k]) == torch.is_tensor(b[k])
+        and (torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k]) for k in a)
 
 
 def register(model: ZooModel, default: bool = False, zoo_file: Optional[Path] = None) -> None:

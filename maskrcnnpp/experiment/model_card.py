@@ -17,6 +17,7 @@ from ..evaluation import gt_label_image, score_image
 from ..evaluation.image_types import IMAGE_TYPES, image_type_of_file, scores_by_image_type
 from ..inference import NucleiPredictor, read_image
 from ..utils.files import read_json
+from .runs import table_values
 
 __all__ = ["SUBSET_PER_TYPE", "card_from_run", "subset_records", "subset_score"]
 
@@ -32,25 +33,44 @@ DATA_TEXT = {
 }
 
 
-def _test_rows(run_dir: str, test_dataset: str) -> List[Dict[str, Any]]:
-    path = os.path.join(run_dir, "train", "inference", test_dataset, "per_image.csv")
+def _test_rows(output_dir: str, test_dataset: str) -> List[Dict[str, Any]]:
+    path = os.path.join(output_dir, "inference", test_dataset, "per_image.csv")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{run_dir}: no test evaluation of {test_dataset} ({path})")
+        raise FileNotFoundError(f"{output_dir}: no test evaluation of {test_dataset} ({path})")
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
-def card_from_run(run_dir: str, hardware: Optional[str] = None) -> Dict[str, Any]:
+def _test_figures(evaluation: Mapping[str, Any], dataset: str) -> Dict[str, Any]:
+    """The card's test figures (IoU, Dice, mask AP in %) from an evaluator summary.json."""
+    values = table_values({"nuclei": evaluation, "segm": evaluation.get("segm", {})})
+    test = {key: values[field] for key, field in TEST_KEYS.items()}
+    test.update(images=int(evaluation["num_images"]), nuclei=int(evaluation["num_gt"]), dataset=dataset)
+    return test
+
+
+def card_from_run(run_dir: str, hardware: Optional[str] = None, retest_dir: Optional[str] = None) -> Dict[str, Any]:
     """The card of the ``tools/experiment.py`` run in ``run_dir`` (its result.json, budget and test
-    evaluation): data, recipe overrides, iterations, training seconds, test figures, figures per kind."""
+    evaluation): data, recipe overrides, iterations, training seconds, test figures, figures per kind.
+
+    ``retest_dir``: the OUTPUT_DIR of an evaluation of the same weights on the same test split with the
+    test-time settings the model ships with (chosen on val after training); the test figures are then
+    that evaluation's, and the run's own test score is kept as ``run_test_score``.
+    """
     result = read_json(os.path.join(run_dir, "result.json"), "run result", ValueError)
     signature = result["budget"]["signature"]
-    rows = _test_rows(run_dir, result["test_dataset"])
+    dataset = result["test_dataset"]
+    if retest_dir is None:
+        rows = _test_rows(os.path.join(run_dir, "train"), dataset)
+        nuclei = result["test_results"]["nuclei"]
+        test = {key: result[field] for key, field in TEST_KEYS.items()}
+        test.update(images=int(nuclei["num_images"]), nuclei=int(nuclei["num_gt"]), dataset=dataset)
+    else:
+        rows = _test_rows(retest_dir, dataset)
+        test = _test_figures(read_json(os.path.join(retest_dir, "inference", dataset, "summary.json"),
+                                       "test evaluation", ValueError), dataset)
     types = {r["image_id"]: image_type_of_file(r["file_name"]) for r in rows}
-    nuclei = result["test_results"]["nuclei"]
-    test = {key: result[field] for key, field in TEST_KEYS.items()}
-    test.update(images=int(nuclei["num_images"]), nuclei=int(nuclei["num_gt"]), dataset=result["test_dataset"])
-    return {
+    card = {
         "data": (f"{DATA_TEXT.get(signature['data'], signature['data'])}, checkpoint "
                  f"{result['selected_checkpoint']} selected by {result['selection_metric']} on val, scored on "
                  f"{result['test_dataset']} (images never trained on)"),
@@ -64,6 +84,9 @@ def card_from_run(run_dir: str, hardware: Optional[str] = None) -> Dict[str, Any
         "test": test,
         "test_by_image_type": scores_by_image_type(rows, types),
     }
+    if retest_dir is not None:
+        card["run_test_score"] = result["score"]
+    return card
 
 
 def subset_records(records: List[Mapping[str, Any]], per_type: Mapping[str, int] = SUBSET_PER_TYPE
