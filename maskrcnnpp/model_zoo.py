@@ -190,6 +190,12 @@ def _card_markdown(model: ZooModel, default: bool) -> List[str]:
         lines.append(f"- Recipe (overrides of `{card.get('config', model.config)}`): `{' '.join(map(str, card['overrides']))}`")
     if "cpu_seconds_per_512px" in card:
         lines.append(f"- CPU time per 512x512 image (tools/benchmark.py): {card['cpu_seconds_per_512px']:.2f} s")
+    if card.get("test_time_settings"):
+        settings = " ".join(f"{k} {v}" for k, v in card["test_time_settings"].items())
+        lines.append(f"- Test-time settings chosen on val after training: `{settings}`"
+                     + (f" ({card['test_time_selection']})" if card.get("test_time_selection") else "")
+                     + (f"; the run's own test score, at the settings it trained with: {card['run_test_score']:.3f}"
+                        if "run_test_score" in card else ""))
     if test:
         lines += ["", f"Internal test split ({test.get('dataset', '?')}, {test.get('images', '?')} images, "
                       f"{test.get('nuclei', '?')} nuclei, never trained on):", "",

@@ -128,13 +128,16 @@ def test_the_cards_page_shows_each_models_figures(zoo):
     model = model_zoo.get()
     card = dict(model.card, test_by_image_type={"stained tissue": {"images": 3, "score": 0.25, "iou": 0.5, "dice": 0.6,
                                                                    "aji": 0.4, "pq": 0.3}},
-                subset={"image_ids": [3, 7], "score": 0.41234})
+                subset={"image_ids": [3, 7], "score": 0.41234}, run_test_score=0.5478,
+                test_time_settings={"TEST.NUCLEI.SCORE_THRESH": 0.65}, test_time_selection="val score 0.556 -> 0.564")
     model_zoo.register(model_zoo.ZooModel(model.name, model.config, model.weights, model.sha256, model.summary, card))
     page = model_zoo.model_zoo_markdown()
     assert "## tiny_test (default)" in page and f"SHA-256 `{model.sha256}`" in page
     assert "| stained tissue | 3 | 0.250 | 0.500 | 0.600 | 0.400 | 0.300 |" in page
     assert "Fixed subset checked in CI (2 test images: 3, 7): score 0.4123." in page
     assert "- CPU time per 512x512 image (tools/benchmark.py): 1.50 s" in page
+    assert ("- Test-time settings chosen on val after training: `TEST.NUCLEI.SCORE_THRESH 0.65` (val score 0.556 -> "
+            "0.564); the run's own test score, at the settings it trained with: 0.548") in page
 
 
 def test_visualize_draws_a_shipped_models_prediction(zoo, tmp_path):
