@@ -63,6 +63,8 @@ class NucleiSegmentationWidget(Container):
         self.extend([self.image, self.model, self.config, self.weights, self.score_thresh, self.tta,
                      self.segment_button, self.progress, self.status, self.folder, self.formats, self.save_button])
 
+        self.max_width = 480  # long layer names (DSB file hashes) would otherwise squeeze the canvas
+
         self.model.changed.connect(self._on_model_changed)
         self.config.changed.connect(self._on_model_changed)
         self.segment_button.changed.connect(self.start_segmentation)

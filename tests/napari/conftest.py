@@ -21,14 +21,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 
 try:
-    from napari.utils._testsupport import (  # noqa: F401  (fixtures and the report hook make_napari_viewer reads)
-        _disable_qt_warnings,
-        make_napari_viewer,
-        mock_app_model,
-        pytest_runtest_makereport,
-    )
+    from napari.utils import _testsupport as napari_testsupport
 except ImportError:  # the napari extra is not installed: the test modules skip with the reason
-    pass
+    napari_testsupport = None
+if napari_testsupport is not None:  # the fixtures, and the report hook make_napari_viewer reads
+    make_napari_viewer = napari_testsupport.make_napari_viewer
+    mock_app_model = napari_testsupport.mock_app_model
+    _disable_qt_warnings = napari_testsupport._disable_qt_warnings
+    pytest_runtest_makereport = napari_testsupport.pytest_runtest_makereport
 
 FALLBACK_TEXTURE_SIZE = 2048
 GL_MAX_3D_TEXTURE_SIZE = 32883  # not among vispy's constants

@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("napari.qt", reason="the napari extra is not installed (pip install -e '.[napari]')")
-pytest.importorskip("pytestqt", reason="pytest-qt is not installed (pip install -e '.[napari]')")
+# ImportError, not only ModuleNotFoundError: napari without a Qt binding raises qtpy's QtBindingsNotFoundError
+pytest.importorskip("napari.qt", reason="the napari extra is not installed (pip install -e '.[napari]')",
+                    exc_type=ImportError)
+pytest.importorskip("pytestqt", reason="pytest-qt is not installed (pip install -e '.[napari]')", exc_type=ImportError)
 
 from maskrcnnpp import model_zoo  # noqa: E402
 from maskrcnnpp.napari.sample_data import synthetic_nuclei  # noqa: E402
