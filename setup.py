@@ -34,13 +34,12 @@ setup(
         "tensorboard>=2.8",
         "Pillow>=9.0",
     ],
-    # pytest 8.2: importorskip(exc_type=...); shapely: Detectron2's own tests; import-linter: the layer
-    # contract in pyproject.toml.
-    # napari: the plugin (maskrcnnpp/napari), napari with a Qt binding (named on its own too: napari 0.9
-    # deprecates PyQt5, and a napari without the [pyqt5] extra must not leave Qt out), and pytest-qt for its headless
-    # tests (tests/napari): pytest-qt needs Qt, so it cannot sit in "test" for installs without napari.
+    # shapely: Detectron2's own tests; import-linter: the layer contract in pyproject.toml.
+    # napari: the plugin (maskrcnnpp/napari); napari with a Qt binding, named on its own too (napari 0.9
+    # deprecates PyQt5: a napari without the [pyqt5] extra must not leave Qt out); pytest-qt for the
+    # headless tests (tests/napari): it needs Qt, so it cannot sit in "test" for installs without napari.
     extras_require={
-        "test": ["pytest>=8.2", "pytest-xdist>=3", "hypothesis>=6", "shapely>=2", "import-linter>=2"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "shapely>=2", "import-linter>=2"],
         "napari": ["napari[pyqt5]>=0.5", "pyqt5>=5.15", "pytest-qt>=4"],
     },
     entry_points={"napari.manifest": ["maskrcnnpp = maskrcnnpp.napari:napari.yaml"]},
