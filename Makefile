@@ -31,8 +31,8 @@ $(STAMP): setup.py tools/install_detectron2.py Makefile
 	$(PY) -m pip install -q 'setuptools>=61' wheel || fail "install setuptools and wheel"; \
 	step "install Detectron2"; \
 	$(PY) tools/install_detectron2.py || fail "install Detectron2 (tools/install_detectron2.py)"; \
-	step "install maskrcnnpp (editable) and test tools"; \
-	$(PY) -m pip install -q --no-build-isolation -e '.[test]' || fail "pip install -e .[test]"; \
+	step "install maskrcnnpp (editable), test tools and the napari plugin's extra"; \
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,napari]' || fail "pip install -e .[test,napari]"; \
 	step "check imports"; \
 	$(PY) -c 'import maskrcnnpp, detectron2; print("maskrcnnpp ready; detectron2", detectron2.__version__)' \
 	  || fail "import maskrcnnpp"; \

@@ -14,7 +14,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["maskrcnnpp", "maskrcnnpp.*"]),
     # the shipped trained models (maskrcnnpp.model_zoo): fp16 weights and their list
-    package_data={"maskrcnnpp": ["weights/*.pth", "weights/zoo.json"]},
+    # and the napari plugin's manifest (maskrcnnpp/napari/napari.yaml)
+    package_data={"maskrcnnpp": ["weights/*.pth", "weights/zoo.json", "napari/napari.yaml"]},
     install_requires=[
         # torch/torchvision are deliberately not pinned here: install the build that suits the
         # machine first (make setup does), so pip never pulls a second multi-GB build.
@@ -33,6 +34,13 @@ setup(
         "tensorboard>=2.8",
         "Pillow>=9.0",
     ],
-    # shapely: Detectron2's own tests; import-linter: the layer contract in pyproject.toml
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "shapely>=2", "import-linter>=2"]},
+    # shapely: Detectron2's own tests; import-linter: the layer contract in pyproject.toml.
+    # napari: the plugin (maskrcnnpp/napari); napari with a Qt binding, named on its own too (napari 0.9
+    # deprecates PyQt5: a napari without the [pyqt5] extra must not leave Qt out); pytest-qt for the
+    # headless tests (tests/napari): it needs Qt, so it cannot sit in "test" for installs without napari.
+    extras_require={
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "shapely>=2", "import-linter>=2"],
+        "napari": ["napari[pyqt5]>=0.5", "pyqt5>=5.15", "pytest-qt>=4"],
+    },
+    entry_points={"napari.manifest": ["maskrcnnpp = maskrcnnpp.napari:napari.yaml"]},
 )

@@ -35,3 +35,13 @@ def _root_log_handlers_of_one_test():
     for handler in logging.root.handlers[:]:
         if handler not in before:
             logging.root.removeHandler(handler)
+
+
+def pytest_addoption(parser):
+    """The command-line options of napari's pytest plugin, which pyproject.toml disables suite-wide
+    (``-p no:napari``); tests/napari/conftest.py uses its fixtures, which read these options."""
+    try:
+        from napari.utils._testsupport import pytest_addoption as napari_options
+    except ImportError:  # the napari extra is not installed: tests/napari skips
+        return
+    napari_options(parser)
