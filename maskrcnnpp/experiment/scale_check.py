@@ -11,6 +11,7 @@ averaged over the images, overall and per image kind (of the original image).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -23,7 +24,7 @@ from ..evaluation.image_types import image_type, scores_by_image_type
 from ..inference import NucleiPredictor, read_image, to_uint8_rgb
 from ..inference.scale import Diameter
 
-__all__ = ["resize_image", "resize_labels", "scale_check"]
+__all__ = ["markdown_table", "read_rows", "resize_image", "resize_labels", "scale_check", "summarize_rows"]
 
 logger = logging.getLogger(__name__)
 METRICS = ("score", "iou", "dice", "aji", "pq")
@@ -67,16 +68,15 @@ def scale_check(
     modes: Sequence[Diameter] = (None, "auto"),
     limit: Optional[int] = None,
     progress: bool = True,
+    rows_path: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """Scores of ``predictor`` on the COCO ground truth ``gt`` (images in ``image_dir``) per factor and mode.
-
-    Returns ``{"images": n, "results": [{"factor", "diameter", "score", ..., "by_image_type",
-    "second_passes", "no_estimate"}, ...]}`` (module doc); ``limit`` takes the first images only.
-    """
-    records = coco_records(dict(gt))[:limit] if limit else coco_records(dict(gt))
-    rows: Dict[tuple, List[Dict[str, Any]]] = {(f, _mode_name(m)): [] for f in factors for m in modes}
-    passes: Dict[tuple, Dict[str, int]] = {key: {} for key in rows}
-    types: Dict[Any, str] = {}
+    """Scores of ``predictor`` on the COCO ground truth ``gt`` (images in ``image_dir``) per factor and mode
+    (:func:`summarize_rows` of every image's rows); ``limit`` takes the first images only. With
+    ``rows_path`` each image's rows are appended there as one JSON line as soon as it is done, so an
+    interrupted run can still be summarized (:func:`read_rows`)."""
+    records = coco_records(dict(gt))
+    records = records[:limit] if limit else records
+    rows: List[Dict[str, Any]] = []
     iterator = records
     if progress:
         from tqdm import tqdm
@@ -85,25 +85,52 @@ def scale_check(
     for record in iterator:
         image = read_image(os.path.join(image_dir, record["file_name"]))
         gt_labels = gt_label_image(record)[0]
-        types[record["image_id"]] = image_type(to_uint8_rgb(image))
+        kind = image_type(to_uint8_rgb(image))
+        image_rows = []
         for factor in factors:
             resized, resized_gt = resize_image(image, factor), resize_labels(gt_labels, factor)
             for mode in modes:
                 diameter = mode if mode is None or mode == "auto" else float(mode) * factor
                 prediction = predictor.predict(resized, diameter=diameter)
-                row = score_image(resized_gt, prediction.labels)
-                row["image_id"] = record["image_id"]
-                key = (factor, _mode_name(mode))
-                rows[key].append(row)
-                source = prediction.info.get("diameter_source", "none")
-                passes[key][source] = passes[key].get(source, 0) + 1
+                row = {k: float(v) for k, v in score_image(resized_gt, prediction.labels).items()}
+                row.update(image_id=record["image_id"], image_type=kind, factor=factor, diameter=_mode_name(mode),
+                           diameter_source=prediction.info.get("diameter_source", "none"),
+                           estimate=prediction.info.get("diameter"))
+                image_rows.append(row)
+        if rows_path:
+            with open(rows_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(image_rows) + "\n")
+        rows.extend(image_rows)
+    return summarize_rows(rows)
+
+
+def read_rows(rows_path: str) -> List[Dict[str, Any]]:
+    """The rows :func:`scale_check` appended to ``rows_path`` (complete lines only)."""
+    rows = []
+    with open(rows_path, encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n"):
+                rows.extend(json.loads(line))
+    return rows
+
+
+def summarize_rows(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """``{"images": n, "results": [{"factor", "diameter", "score", "iou", "dice", "aji", "pq",
+    "by_image_type", "diameter_sources"}, ...]}`` of per-image rows, in the order first seen."""
+    groups: Dict[tuple, List[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["factor"], row["diameter"]), []).append(row)
+    types = {row["image_id"]: row["image_type"] for row in rows}
     results = []
-    for (factor, mode), image_rows in rows.items():
+    for (factor, mode), image_rows in groups.items():
         summary = summarize_images(image_rows)
+        sources: Dict[str, int] = {}
+        for row in image_rows:
+            sources[row["diameter_source"]] = sources.get(row["diameter_source"], 0) + 1
         results.append({"factor": factor, "diameter": mode, **{m: summary[m] for m in METRICS},
                         "by_image_type": scores_by_image_type(image_rows, types, METRICS),
-                        "diameter_sources": passes[(factor, mode)]})
-    return {"images": len(records), "results": results}
+                        "diameter_sources": sources})
+    return {"images": len(types), "results": results}
 
 
 def markdown_table(report: Mapping[str, Any]) -> str:
