@@ -151,8 +151,10 @@ def diameter_choice(text: Optional[str]):
 
 def read_problem(e: ImageReadError) -> str:
     """An image's problem; for a multi-channel image without --channel, with how to choose one."""
-    hint = " with --channel K (and optionally --cyto-channel K)" if isinstance(e, ChannelChoiceNeeded) else ""
-    return f"{e}{hint}"
+    if not isinstance(e, ChannelChoiceNeeded):
+        return str(e)
+    return str(e).replace("optionally a cytoplasm channel", "optionally a cytoplasm channel with --channel K "
+                                                            "(and optionally --cyto-channel K)", 1)
 
 
 def describe_scale(info: dict) -> str:

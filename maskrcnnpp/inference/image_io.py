@@ -141,10 +141,15 @@ def read_image(path: str, log: bool = True, channels: Optional[ChannelChoice] = 
             index, letter = found
             count = image.shape[index]
             where = f"TIFF axes {axes}" if axes else f"shape {image.shape}"
+            if letter in CHANNEL_AXES or not letter:
+                what = f"{count} channels ({where}{f', channels along {letter}' if letter else ''})"
+                pages = ""
+            else:  # e.g. tifffile's "Q" (unknown): channels or the pages of a stack
+                what = f"{count} planes of unknown meaning ({where})"
+                pages = "; if they are the pages of a stack, save one page per file"
             raise ChannelChoiceNeeded(
-                f"image {path}: {count} channels ({where}{f', channels along {letter}' if letter else ''}), "
-                f"not a grey, RGB or RGBA image: choose the nuclear channel (1..{count}) and optionally a "
-                "cytoplasm channel") from None
+                f"image {path}: {what}, not a grey, RGB or RGBA image: choose the nuclear channel (1..{count}) and "
+                f"optionally a cytoplasm channel{pages}") from None
         raise ImageReadError(f"image {path}: {e}") from None
     return image
 
