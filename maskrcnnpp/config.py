@@ -61,6 +61,16 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     cfg.TEST.NUCLEI.MAX_DETS = 500
     # Also compute COCO box/mask AP (needs the dataset registered with a COCO json).
     cfg.TEST.NUCLEI.COCO_AP = True
+    # The model's nominal nucleus diameter in pixels: the typical diameter of its training nuclei as
+    # it saw them after the training resize (maskrcnnpp.data.nucleus_size; tools/model_zoo.py
+    # diameter computes it from the training annotations). Prediction given the nucleus diameter of
+    # an image (NucleiPredictor(diameter=...), tools/predict.py --diameter) rescales the image by
+    # NOMINAL_DIAMETER / diameter instead of the INPUT.MIN_SIZE_TEST resize. 0: unknown, and
+    # prediction with a diameter is refused. Shipped models set it from maskrcnnpp/weights/zoo.json.
+    cfg.TEST.NUCLEI.NOMINAL_DIAMETER = 0.0
+    # Diameter "auto": the second pass (at the estimated diameter's factor) is skipped when that factor
+    # is within this relative distance of the first pass's factor (the first pass is kept).
+    cfg.TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE = 0.1
 
     # ---------------------------------------------------------------- data
     cfg.DATASETS.NUCLEI = CN()

@@ -47,6 +47,15 @@ class ZooModel:
     summary: str
     card: Dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def nominal_diameter(self) -> float:
+        """The model's nominal nucleus diameter in pixels (its card's ``nominal_diameter``; 0: unknown)."""
+        return float(self.card.get("nominal_diameter", {}).get("pixels", 0.0))
+
+    def config_overrides(self) -> List[str]:
+        """Config KEY VALUE pairs the model's card adds to its config (its nominal nucleus diameter)."""
+        return ["TEST.NUCLEI.NOMINAL_DIAMETER", repr(self.nominal_diameter)] if self.nominal_diameter > 0 else []
+
 
 def _read_zoo(zoo_file: Optional[Path] = None) -> Dict[str, Any]:
     zoo_file = zoo_file or ZOO_FILE
@@ -188,6 +197,10 @@ def _card_markdown(model: ZooModel, default: bool) -> List[str]:
             lines.append(f"- {label}: {card[key]}")
     if card.get("overrides"):
         lines.append(f"- Recipe (overrides of `{card.get('config', model.config)}`): `{' '.join(map(str, card['overrides']))}`")
+    if "nominal_diameter" in card:
+        nd = card["nominal_diameter"]
+        lines.append(f"- Nominal nucleus diameter (what `--diameter` rescales nuclei to): {nd['pixels']:.2f} px "
+                     f"({nd.get('how', '')})")
     if "cpu_seconds_per_512px" in card:
         lines.append(f"- CPU time per 512x512 image (tools/benchmark.py): {card['cpu_seconds_per_512px']:.2f} s")
     if card.get("test_time_settings"):

@@ -4,6 +4,8 @@
     python tools/model_zoo.py list                      # name, config, test-split figures, CPU time
     python tools/model_zoo.py check                     # every shipped weights file against its SHA-256
     python tools/model_zoo.py cards                     # docs/MODEL_ZOO.md from the models' cards
+    python tools/model_zoo.py diameter --name nuclei_maskrcnnpp_r18 --gt DSB/annotations/train.json
+                                                        # the model's nominal nucleus diameter, into its card
     python tools/model_zoo.py export --run runs/zoo/r18_4000/maskrcnnpp_tiny --name nuclei_maskrcnnpp_r18 \\
         --config nuclei_maskrcnnpp_r18 --summary "..." [--cpu-seconds 0.9] [--card notes.json] [--default]
 
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="check every shipped weights file against its SHA-256")
     c = sub.add_parser("cards", help="write the model cards page (docs/MODEL_ZOO.md)")
     c.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "MODEL_ZOO.md"))
+    d = sub.add_parser("diameter", help="compute a model's nominal nucleus diameter from its training annotations")
+    d.add_argument("--name", required=True, help="the shipped model")
+    d.add_argument("--gt", required=True, help="COCO json of the model's training split (annotations with 'area')")
     e = sub.add_parser("export", help="add a trained checkpoint to the zoo (fp16)")
     e.add_argument("--run", required=True, help="a finished tools/experiment.py run folder (OUT/<model>)")
     e.add_argument("--name", required=True, help="the model's name, e.g. nuclei_maskrcnnpp_r18")
@@ -168,6 +173,27 @@ def export(args) -> None:
     print(f"wrote {weights} (SHA-256 {sha}) and {model_zoo.ZOO_FILE}; subset score {card['subset']['score']}")
 
 
+def store_nominal_diameter(args) -> None:
+    """Compute the nominal diameter of model ``--name`` on ``--gt`` at its config's training resize; store it in its card."""
+    from maskrcnnpp.data.nucleus_size import nominal_diameter
+
+    model = model_zoo.get(args.name)
+    cfg = setup_cfg(model.config, device="cpu")
+    gt = read_json(args.gt, "--gt", UserError)
+    try:
+        found = nominal_diameter(gt, list(cfg.INPUT.MIN_SIZE_TRAIN), cfg.INPUT.MAX_SIZE_TRAIN)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"--gt {args.gt}: not a COCO json with image sizes and annotation areas ({e})") from None
+    found["how"] = (f"median over the {found['images']} training images of the median equivalent diameter of their "
+                    f"nuclei after the training resize (INPUT.MIN_SIZE_TRAIN {tuple(cfg.INPUT.MIN_SIZE_TRAIN)}, "
+                    f"MAX_SIZE_TRAIN {cfg.INPUT.MAX_SIZE_TRAIN}); {os.path.basename(args.gt)}")
+    card = dict(model.card, nominal_diameter={k: (round(v, 3) if isinstance(v, float) else v) for k, v in found.items()})
+    model_zoo.register(model_zoo.ZooModel(model.name, model.config, model.weights, model.sha256, model.summary, card),
+                       default=model_zoo.default_model() == model.name)
+    print(f"{model.name}: nominal nucleus diameter {found['pixels']:.3f} px (median over all nuclei "
+          f"{found['all_nuclei_median']:.3f} px; {found['images']} images, {found['nuclei']} nuclei); wrote {model_zoo.ZOO_FILE}")
+
+
 @exit_on_user_error
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
@@ -183,6 +209,8 @@ def main(argv=None) -> int:
         with atomic_path(args.out) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(model_zoo.model_zoo_markdown())
         print(f"wrote {os.path.abspath(args.out)}")
+    elif args.command == "diameter":
+        store_nominal_diameter(args)
     else:
         export(args)
     return 0

@@ -22,6 +22,15 @@ and for all images together:
 With --shard K/N the run predicts every N-th image (from the K-th) of the sorted list and writes
 coco_results.shard-K-of-N.json (and the Kaggle CSV likewise) plus predict_shard.shard-K-of-N.json
 last; tools/merge_predictions.py joins the N shards into coco_results.json / kaggle_submission.csv.
+Image scale: by default every image is resized to the model's test short side (INPUT.MIN_SIZE_TEST),
+whatever the size of its nuclei. --diameter PIXELS (the typical nucleus diameter in your images)
+rescales each image so that nuclei have the size the model was trained on (its nominal diameter);
+--diameter auto estimates it per image (a first pass at the default resize, then a second at the
+estimated diameter). Results are always at the original pixels. With a diameter, --tile-size and
+--tile-overlap count pixels of the rescaled image.
+Channels: --channel K segments channel K (numbered from 1, as in Fiji) of a multi-channel image,
+found by the TIFF's axis names (C, else S; ImageJ/OME metadata); --cyto-channel K adds a cytoplasm
+channel (model input: cytoplasm green, nuclei blue, as Cellpose users lay out RGB images).
 Label k is the same nucleus in every output. Mistakes (missing input, an image that cannot be read
 or is not a single grey/RGB/RGBA plane, unknown format, --device cuda without a GPU, a bad config key,
 weights of another architecture than --config) print one line on stderr and exit with status 2;
@@ -44,7 +53,10 @@ from maskrcnnpp.model_zoo import model_zoo_table  # noqa: E402
 from maskrcnnpp.inference import ImageReadError, NucleiPredictor, describe_device, outputs, read_image  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import file_stem  # noqa: E402
 from maskrcnnpp.inference.outputs import DEFAULT_FORMATS, FORMATS  # noqa: E402
-from maskrcnnpp.inference.image_io import IMAGE_SUFFIXES, RESCALE_MODES, image_kind, list_image_files  # noqa: E402
+from maskrcnnpp.inference.image_io import (  # noqa: E402
+    IMAGE_SUFFIXES, RESCALE_MODES, ChannelChoice, ChannelChoiceNeeded, image_kind, list_image_files,
+)
+from maskrcnnpp.inference.scale import parse_diameter  # noqa: E402
 from maskrcnnpp.inference.shards import Shard, write_shard_record  # noqa: E402
 
 logger = logging.getLogger("predict")
@@ -61,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     inp.add_argument("--rescale", choices=RESCALE_MODES, default="max",
                      help="how 16-bit/float images become 8-bit: max (x 255/max, as prepare_dsb2018.py converts "
                           "training images), percentile (0.1..99.9), minmax, none (default: %(default)s)")
+    inp.add_argument("--channel", type=int, default=None, metavar="K",
+                     help="the nuclear channel of multi-channel images, numbered from 1 (as in Fiji); the TIFF's "
+                          "channel axis (C, else S) is found from its axis names")
+    inp.add_argument("--cyto-channel", type=int, default=None, metavar="K",
+                     help="with --channel: a cytoplasm channel, fed to the model as green with the nuclei blue "
+                          "(the shipped models were trained without one: --channel alone is their input)")
+    inp.add_argument("--diameter", default=None, metavar="PIXELS|auto",
+                     help="typical nucleus diameter in your images, in pixels: images are rescaled so nuclei have "
+                          "the size the model was trained on; 'auto' estimates it per image (default: none, the "
+                          "model's fixed test resize)")
     model = parser.add_argument_group("model")
     model.add_argument("--model", "-m", default=None, metavar="NAME",
                        help="a shipped model ('list' prints them); the default model when neither --model nor "
@@ -124,20 +146,60 @@ def check_tiling(tile_size: int, tile_overlap: int) -> None:
         raise UserError(f"--tile-overlap must be in [0, --tile-size {tile_size}), got {tile_overlap}")
 
 
+def channel_choice(args) -> Optional[ChannelChoice]:
+    """The --channel / --cyto-channel choice (None without --channel)."""
+    if args.channel is None:
+        if args.cyto_channel is not None:
+            raise UserError("--cyto-channel needs --channel (the nuclear channel)")
+        return None
+    try:
+        return ChannelChoice(args.channel, args.cyto_channel)
+    except ValueError as e:
+        raise UserError(f"--channel {args.channel}{'' if args.cyto_channel is None else f' --cyto-channel {args.cyto_channel}'}: {e}") from None
+
+
+def diameter_choice(text: Optional[str]):
+    """--diameter: None, a positive number of pixels or 'auto'."""
+    if text is None:
+        return None
+    try:
+        return parse_diameter(text)
+    except UserError:
+        raise UserError(f"--diameter must be a positive number of pixels or 'auto', got {text!r}") from None
+
+
+def read_problem(e: ImageReadError) -> str:
+    """An image's problem; for a multi-channel image without --channel, with how to choose one."""
+    if not isinstance(e, ChannelChoiceNeeded):
+        return str(e)
+    return str(e).replace("optionally a cytoplasm channel", "optionally a cytoplasm channel with --channel K "
+                                                            "(and optionally --cyto-channel K)", 1)
+
+
+def describe_scale(info: dict) -> str:
+    """``, diameter 12.3 px (auto), x1.50`` for a prediction made with a diameter; "" without one."""
+    source = info.get("diameter_source", "none")
+    if source == "none":
+        return ""
+    diameter = info.get("diameter")
+    size = f"diameter {diameter:.1f} px" if diameter is not None else "diameter unknown"
+    return f", {size} ({source}), model input x{info['scale']:.3g}"
+
+
 def describe_image(path: str, image) -> str:
     """``HxW kind dtype`` of an image read from ``path`` (kind as the file has it, e.g. grey+alpha)."""
     return f"{image.shape[0]}x{image.shape[1]} {image_kind(path, image)} {image.dtype}"
 
 
-def load_image(path: str):
+def load_image(path: str, channels: Optional[ChannelChoice] = None):
     """The pixels of ``path`` (read_image), a UserError naming the file when it cannot be used."""
     try:
-        return read_image(path, log=False)  # check_images already logged what the reader noticed
+        return read_image(path, log=False, channels=channels)  # check_images already logged what the reader noticed
     except ImageReadError as e:
-        raise UserError(str(e)) from None
+        raise UserError(read_problem(e)) from None
 
 
-def check_images(files: List[str]) -> None:
+def check_images(files: List[str], channels: Optional[ChannelChoice] = None) -> None:
     """Read every input as the prediction will (same reader, same layout checks) before the model is
     built, so a bad file fails the run before anything is written. All bad files are named at once."""
     from tqdm import tqdm
@@ -145,9 +207,9 @@ def check_images(files: List[str]) -> None:
     problems = []
     for path in tqdm(files, desc="checking images", unit="img", disable=len(files) < 2, leave=False):
         try:
-            read_image(path)
+            read_image(path, channels=channels)
         except ImageReadError as e:
-            problems.append(str(e))
+            problems.append(read_problem(e))
     if problems:
         more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
         raise UserError(f"{len(problems)} of {len(files)} input image(s) cannot be used, nothing was written: "
@@ -170,7 +232,8 @@ def warn_earlier_outputs(output: str, stems: List[str], formats: List[str]) -> N
 
 def model_choice(args) -> Tuple[str, Optional[str], str]:
     """(config, weights, name in messages) of --model / --config --weights; the default shipped model
-    when neither is given."""
+    when neither is given (its card's config overrides, e.g. its nominal nucleus diameter, go before
+    ``args.opts``)."""
     if args.model and (args.config or args.weights):
         raise UserError("give either --model (a shipped model) or --config/--weights (your own), not both")
     if args.config:
@@ -178,6 +241,7 @@ def model_choice(args) -> Tuple[str, Optional[str], str]:
     if args.weights:
         raise UserError("--weights needs the --config it was trained with")
     zoo_model = model_zoo.get(args.model)
+    args.opts = [*zoo_model.config_overrides(), *args.opts]  # its nominal nucleus diameter, for --diameter
     return zoo_model.config, model_zoo.weights_path(zoo_model), f"{zoo_model.config} (shipped model {zoo_model.name})"
 
 
@@ -195,17 +259,19 @@ def main(argv=None) -> Dict[str, int]:
     check_tiling(args.tile_size, args.tile_overlap)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    channels = channel_choice(args)
+    diameter = diameter_choice(args.diameter)
     if args.score_thresh is not None:
         check_threshold(args.score_thresh, "--score-thresh")
     all_files = list_images(args.input, args.pattern)
     shard = parse_shard(args.shard) if args.shard else None
     files = shard.select(all_files) if shard else all_files
     cfg = setup_cfg(config, args.opts, device=args.device)
-    check_images(files)
+    check_images(files, channels)
     ensure_output_dir(args.output, "--output", create=False)
     print(f"device: {describe_device(cfg.MODEL.DEVICE)}", flush=True)
     predictor = NucleiPredictor(cfg, weights, tta=args.tta, score_thresh=args.score_thresh, rescale=args.rescale,
-                                config_name=config_name)
+                                config_name=config_name, diameter=diameter)
     ensure_output_dir(args.output, "--output")  # created only once inputs and weights are known to be usable
     # every shard writes into the same folder: the other shards' images are this run's too
     warn_earlier_outputs(args.output, [file_stem(f) for f in all_files], formats)
@@ -220,15 +286,16 @@ def main(argv=None) -> Dict[str, int]:
                disable=len(files) < 2)
     for start in range(0, len(files), args.batch_size):
         batch = files[start:start + args.batch_size]
-        images = [load_image(path) for path in batch]
+        images = [load_image(path, channels) for path in batch]
         predictions = predictor.predict_batch(images, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
                                               progress=True, batch_size=args.batch_size)
         for path, image, prediction in zip(batch, images, predictions):
             stem = file_stem(path)
             tiles = prediction.info.get("tiles", 1)
             note = f", {tiles} tiles, {prediction.info.get('duplicates', 0)} border duplicates merged" if tiles > 1 else ""
+            note += describe_scale(prediction.info)
             tqdm.write(f"{os.path.basename(path)}: {describe_image(path, image)} -> {prediction.num_instances} nuclei{note}")
-            writer.add(stem, prediction, image)
+            writer.add(stem, prediction, channels.nuclear_plane(image) if channels else image)
             counts[stem] = prediction.num_instances
         bar.update(len(batch))
     bar.close()

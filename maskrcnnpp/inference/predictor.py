@@ -6,9 +6,14 @@ models as in their evaluation; masks come back at the original size), plus what 
 
 * any grey/RGB/RGBA image of 8 or 16 bits (or float) is converted to the 8-bit 3-channel input
   the models were trained on (:func:`maskrcnnpp.inference.image_io.to_uint8_rgb`);
-* large images can be predicted in tiles with overlap (:mod:`maskrcnnpp.inference.tiling`); every
-  tile is resized by the factor an image of the tile's size would get, so nuclei keep the scale the
-  model was trained at;
+* a nucleus diameter (``diameter=``, :mod:`maskrcnnpp.inference.scale`) replaces the test resize by
+  the factor that brings the image's nuclei to the model's nominal diameter
+  (``TEST.NUCLEI.NOMINAL_DIAMETER``), the same for any image size; ``"auto"`` estimates it per image;
+* large images can be predicted in tiles with overlap (:mod:`maskrcnnpp.inference.tiling`); without
+  a diameter every tile is resized by the factor an image of the tile's size would get, so nuclei
+  keep the scale the model was trained at; with a diameter, tile size and overlap count pixels of
+  the *rescaled* image (what the model sees: memory is bounded and nuclei there have the nominal
+  size, so the default overlap fits whatever the diameter);
 * optional test-time augmentation: Detectron2's ``GeneralizedRCNNWithTTA`` for the Mask R-CNN
   models (original + horizontal flip at the test scale; boxes merged by NMS, masks averaged) and,
   for ``SemanticUNet`` models, the foreground (and boundary) probabilities of the original and its
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -38,6 +43,7 @@ from ..model_zoo import get as get_zoo_model
 from ..model_zoo import resolve_weights, weights_path
 from ..modeling.meta_arch import NucleiRCNN
 from .image_io import RESCALE_MODES, intensity_image, to_uint8_rgb
+from .scale import AUTO, Diameter, check_diameter, diameter_scale, estimate_diameter, needs_second_pass
 from .instances import (
     CroppedInstance, NucleiPrediction, crops_from_instances, crops_from_unpasted_instances, paint_labels,
 )
@@ -45,6 +51,7 @@ from .tiling import predict_tiled
 from .writers import nuclei_table
 
 logger = logging.getLogger(__name__)
+_PREDICTOR_DIAMETER = object()  # predict(): the predictor's own diameter
 
 def describe_device(device: str) -> str:
     """One line saying which device runs the model, e.g. ``cuda:0 (NVIDIA H100, 79.2 GiB)``."""
@@ -149,6 +156,7 @@ class NucleiPredictor:
         rescale: str = "max",
         model: Optional[torch.nn.Module] = None,
         config_name: Optional[str] = None,
+        diameter: Diameter = None,
     ):
         """
         Args:
@@ -160,9 +168,12 @@ class NucleiPredictor:
                 images), "percentile", "minmax" or "none" (see image_io).
             model: an already built and loaded model to use instead of building one from ``cfg``.
             config_name: the config name/path ``cfg`` came from, to name in errors about the weights.
+            diameter: typical nucleus diameter of the images in their own pixels, ``"auto"`` (estimated
+                per image) or None (the config's test resize); see :mod:`maskrcnnpp.inference.scale`.
 
-        Raises :class:`UserError` for weights that leave part of the model unloaded (:func:`load_weights`)
-        and thresholds outside [0, 1].
+        Raises :class:`UserError` for weights that leave part of the model unloaded (:func:`load_weights`),
+        thresholds outside [0, 1], a diameter that is not positive or "auto", and a diameter for a model
+        whose ``TEST.NUCLEI.NOMINAL_DIAMETER`` is unknown (0).
         """
         if rescale not in RESCALE_MODES:
             raise UserError(f"rescale must be one of {', '.join(RESCALE_MODES)}, got {rescale!r}")
@@ -175,6 +186,9 @@ class NucleiPredictor:
             "TEST.NUCLEI.SCORE_THRESH" if score_thresh is None else "score_thresh")
         self.mask_thresh = check_probability(cfg.TEST.NUCLEI.MASK_THRESH, "TEST.NUCLEI.MASK_THRESH")
         self.input_format = cfg.INPUT.FORMAT
+        self.nominal_diameter = float(cfg.TEST.NUCLEI.NOMINAL_DIAMETER)
+        self.auto_tolerance = float(cfg.TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE)
+        self.diameter = self._checked_diameter(diameter)
         self.is_semantic = is_semantic(cfg)
         if model is None:
             try:
@@ -210,11 +224,13 @@ class NucleiPredictor:
     def from_zoo(cls, name: Optional[str] = None, device: Optional[str] = None, opts: Sequence[str] = (),
                  **kwargs) -> "NucleiPredictor":
         """A shipped trained model by name (None: the default; see :mod:`maskrcnnpp.model_zoo`), its
-        weights checked against their SHA-256; ``device`` "cpu"/"cuda" (default: cuda when present)."""
+        weights checked against their SHA-256; ``device`` "cpu"/"cuda" (default: cuda when present).
+        The model's nominal nucleus diameter (its card) is set in the config, so ``diameter=`` works."""
         model = get_zoo_model(name)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         kwargs.setdefault("config_name", f"{model.config} (zoo model {model.name})")
+        opts = [*model.config_overrides(), *opts]
         return cls(setup_cfg(model.config, opts, device=device), weights_path(model), **kwargs)
 
     @property
@@ -229,14 +245,19 @@ class NucleiPredictor:
         tile_overlap: int = 64,
         progress: bool = False,
         batch_size: int = 1,
+        diameter: Union[Diameter, object] = _PREDICTOR_DIAMETER,
     ) -> NucleiPrediction:
         """Nuclei of ``image`` (any supported kind) as a label image + scores.
 
         ``tile_size > 0`` predicts an image larger than ``tile_size`` in tiles overlapping by
-        ``tile_overlap`` pixels (original image pixels), ``batch_size`` tiles per forward pass;
-        ``info`` then has the merge counts.
+        ``tile_overlap`` pixels (original image pixels; with a diameter, pixels of the rescaled image),
+        ``batch_size`` tiles per forward pass; ``info`` then has the merge counts. ``diameter``
+        overrides the predictor's for this image. ``info`` says how the image was scaled: ``scale``
+        (the factor the model input had), ``diameter`` (pixels, None without one) and
+        ``diameter_source`` ("none", "given", "auto", "auto: first pass kept", "auto: no nucleus
+        found, default resize kept").
         """
-        return self.predict_batch([image], tile_size, tile_overlap, progress, batch_size)[0]
+        return self.predict_batch([image], tile_size, tile_overlap, progress, batch_size, diameter)[0]
 
     def predict_batch(
         self,
@@ -245,31 +266,48 @@ class NucleiPredictor:
         tile_overlap: int = 64,
         progress: bool = False,
         batch_size: Optional[int] = None,
+        diameter: Union[Diameter, object] = _PREDICTOR_DIAMETER,
     ) -> List[NucleiPrediction]:
-        """:meth:`predict` of each of ``images``, up to ``batch_size`` (default: all) model inputs of
-        one size per forward pass (:meth:`predict_instances_batch`); tiled images go one at a time,
-        their tiles ``batch_size`` at a time. Equal to predicting the images one by one up to float
-        rounding (batched convolutions: scores within 1e-6)."""
+        """:meth:`predict` of each of ``images``. Without a diameter, untiled images share forward
+        passes, up to ``batch_size`` (default: all) model inputs of one size each
+        (:meth:`predict_instances_batch`); tiled images, and images rescaled by a diameter, go one at a
+        time, their tiles ``batch_size`` at a time. Equal to predicting the images one by one up to
+        float rounding (batched convolutions: scores within 1e-6)."""
         batch_size = max(1, len(images)) if batch_size is None else batch_size
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
+        diameter = self.diameter if diameter is _PREDICTOR_DIAMETER else self._checked_diameter(diameter)
         rgb8s = [to_uint8_rgb(image, self.rescale) for image in images]
         predictions: List[Optional[NucleiPrediction]] = [None] * len(rgb8s)
-        tiled = [bool(tile_size) and max(rgb8.shape[:2]) > tile_size for rgb8 in rgb8s]
-        whole = [i for i, t in enumerate(tiled) if not t]
-        for i, instances in zip(whole, self.predict_instances_batch([rgb8s[i] for i in whole], batch_size=batch_size)):
-            predictions[i] = paint_labels(instances, rgb8s[i].shape[:2])
-            predictions[i].info["tiles"] = 1
-        for i in (i for i, t in enumerate(tiled) if t):
+        shared = [i for i, rgb8 in enumerate(rgb8s)
+                  if diameter is None and not (tile_size and max(rgb8.shape[:2]) > tile_size)]
+        for i, instances in zip(shared, self.predict_instances_batch([rgb8s[i] for i in shared], batch_size=batch_size)):
             height, width = rgb8s[i].shape[:2]
-            scale = self.test_scale(min(tile_size, height), min(tile_size, width))
-            instances, stats = predict_tiled(
-                rgb8s[i], lambda tiles: self.predict_instances_batch(tiles, scale, batch_size), tile_size, tile_overlap,
-                progress=progress, batch_size=batch_size,
-            )
             predictions[i] = paint_labels(instances, (height, width))
-            predictions[i].info.update(stats)
+            predictions[i].info.update({"tiles": 1, "scale": self.test_scale(height, width), "diameter": None,
+                                        "diameter_source": "none"})
+        for i, rgb8 in enumerate(rgb8s):
+            if predictions[i] is None:
+                predictions[i] = self._predict_scaled(rgb8, tile_size, tile_overlap, progress, batch_size, diameter)
         return predictions
+
+    def _predict_scaled(self, rgb8: np.ndarray, tile_size: int, tile_overlap: int, progress: bool, batch_size: int,
+                        diameter: Diameter) -> NucleiPrediction:
+        """:meth:`predict` of one 8-bit RGB image with a resolved ``diameter``."""
+        height, width = rgb8.shape[:2]
+        if diameter is None:
+            instances, stats, scale = self._instances_at(rgb8, None, tile_size, tile_overlap, progress, batch_size)
+            info = {"scale": scale, "diameter": None, "diameter_source": "none"}
+        elif diameter == AUTO:
+            instances, stats, info = self._auto_instances(rgb8, tile_size, tile_overlap, progress, batch_size)
+        else:
+            scale = diameter_scale(diameter, self.nominal_diameter)
+            instances, stats, _ = self._instances_at(rgb8, scale, tile_size, tile_overlap, progress, batch_size)
+            info = {"scale": scale, "diameter": float(diameter), "diameter_source": "given"}
+        prediction = paint_labels(instances, (height, width))
+        prediction.info.update(stats)
+        prediction.info.update(info)
+        return prediction
 
     def __call__(self, image: np.ndarray, tile_size: int = 2048, tile_overlap: int = 128
                  ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
@@ -341,6 +379,52 @@ class NucleiPredictor:
     # ------------------------------------------------------------------ internals
     def _model_image(self, rgb8: np.ndarray) -> np.ndarray:
         return rgb8[:, :, ::-1] if self.input_format == "BGR" else rgb8
+
+    def _checked_diameter(self, diameter: Diameter) -> Diameter:
+        diameter = check_diameter(diameter)
+        if diameter is not None:
+            diameter_scale(1.0, self.nominal_diameter)  # a UserError now when the nominal diameter is unknown
+        return diameter
+
+    def _instances_at(self, rgb8: np.ndarray, scale: Optional[float], tile_size: int, tile_overlap: int,
+                      progress: bool, batch_size: int = 1) -> Tuple[List[CroppedInstance], Dict[str, int], float]:
+        """Instances of ``rgb8`` resized by ``scale`` (None: the test resize), tiled when larger than
+        ``tile_size`` (``batch_size`` tiles per pass); also the merge counts and the factor used (of
+        the tiles, when tiled)."""
+        height, width = rgb8.shape[:2]
+        if scale is None:
+            if tile_size and max(height, width) > tile_size:
+                scale = self.test_scale(min(tile_size, height), min(tile_size, width))
+                tile, overlap = tile_size, tile_overlap
+            else:
+                return self.predict_instances(rgb8), {"tiles": 1}, self.test_scale(height, width)
+        else:  # tile size and overlap are pixels of the rescaled image: back to original pixels
+            tile = max(1, int(round(tile_size / scale))) if tile_size else 0
+            overlap = min(int(round(tile_overlap / scale)), tile - 1)
+            if not tile or max(height, width) <= tile:
+                return self.predict_instances(rgb8, scale), {"tiles": 1}, scale
+        instances, stats = predict_tiled(
+            rgb8, lambda tiles: self.predict_instances_batch(tiles, scale, batch_size), tile, overlap,
+            progress=progress, batch_size=batch_size,
+        )
+        return instances, stats, scale
+
+    def _auto_instances(self, rgb8: np.ndarray, tile_size: int, tile_overlap: int, progress: bool,
+                        batch_size: int = 1):
+        """Diameter "auto" (module doc of :mod:`.scale`): instances, merge counts and the scale info."""
+        first, stats, first_scale = self._instances_at(rgb8, None, tile_size, tile_overlap, progress, batch_size)
+        diameter = estimate_diameter(first)
+        if diameter is None:
+            logger.warning("diameter auto: no nucleus scored %s or more at the default resize (x%.3g), so the "
+                           "nucleus diameter cannot be estimated: the default resize's (empty) result is kept; "
+                           "give the diameter in pixels if the image has nuclei", self.score_thresh, first_scale)
+            return first, stats, {"scale": first_scale, "diameter": None,
+                                  "diameter_source": "auto: no nucleus found, default resize kept"}
+        scale = diameter_scale(diameter, self.nominal_diameter)
+        if not needs_second_pass(first_scale, scale, self.auto_tolerance):
+            return first, stats, {"scale": first_scale, "diameter": diameter, "diameter_source": "auto: first pass kept"}
+        instances, stats, _ = self._instances_at(rgb8, scale, tile_size, tile_overlap, progress, batch_size)
+        return instances, stats, {"scale": scale, "diameter": diameter, "diameter_source": "auto"}
 
     @staticmethod
     def _resized(image: np.ndarray, scale: float) -> np.ndarray:

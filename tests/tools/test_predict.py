@@ -248,7 +248,9 @@ def test_a_bad_input_among_good_ones_fails_before_the_model_and_writes_nothing(t
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: 2 of 5 input image(s) cannot be used, nothing was written: ")
     assert f"cannot read image {images / 'b_broken.png'}" in last
-    assert f"image {images / 'zz_stack.tif'}: unsupported image layout (5, 40, 40)" in last
+    assert (f"image {images / 'zz_stack.tif'}: 5 planes of unknown meaning (TIFF axes QYX), not a grey, RGB or RGBA "
+            "image: choose the nuclear channel (1..5) and optionally a cytoplasm channel with --channel K (and "
+            "optionally --cyto-channel K); if they are the pages of a stack, save one page per file") in last
     assert not out.exists()  # not even the folder: the inputs are checked first
 
 

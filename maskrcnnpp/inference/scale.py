@@ -1,0 +1,76 @@
+"""Image scale from the nucleus diameter: the factor an image is resized by before the model sees it.
+
+A model knows nuclei at the size it was trained on, its *nominal diameter* (config key
+``TEST.NUCLEI.NOMINAL_DIAMETER``, :mod:`maskrcnnpp.data.nucleus_size`). Without a diameter the
+predictor resizes every image to a fixed short side (``INPUT.MIN_SIZE_TEST``), so the size of a
+nucleus in the model's input depends on the size of the image. Given the typical nucleus
+diameter ``d`` of an image (in its own pixels) the image is resized by ``nominal / d`` instead,
+whatever its size; masks are pasted back at the original pixels.
+
+``diameter="auto"`` estimates ``d`` per image (:func:`estimate_diameter`): a first pass at the
+default resize, the median equivalent diameter of the nuclei it finds (those scoring at least
+the predictor's threshold), then a second pass at ``nominal / d`` -- skipped when that factor is
+within ``TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE`` of the first pass's (its result is kept), and when
+the first pass finds no nucleus (nothing to measure: the default resize is kept, and
+``info["diameter_source"]`` says so).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from ..data.nucleus_size import equivalent_diameter
+from ..errors import UserError
+from .instances import CroppedInstance
+
+__all__ = ["AUTO", "Diameter", "check_diameter", "diameter_scale", "estimate_diameter", "needs_second_pass",
+           "parse_diameter"]
+
+AUTO = "auto"
+Diameter = Union[None, float, str]  # None: the config's test resize; a number of pixels; "auto"
+
+
+def parse_diameter(text: str) -> Diameter:
+    """``"auto"`` or a positive finite number of pixels from ``text``; a UserError saying what is allowed."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    return check_diameter(value if math.isfinite(value) else text)
+
+
+def check_diameter(diameter: Diameter) -> Diameter:
+    """``diameter`` if it is None, ``"auto"`` or a positive finite number (as float); else a UserError."""
+    if diameter is None or diameter == AUTO:
+        return diameter
+    if isinstance(diameter, (int, float, np.integer, np.floating)) and not isinstance(diameter, bool):
+        value = float(diameter)
+        if math.isfinite(value) and value > 0:
+            return value
+    raise UserError(f"nucleus diameter must be a positive number of pixels or 'auto', got {diameter!r}")
+
+
+def diameter_scale(diameter: float, nominal: float) -> float:
+    """The resize factor that brings nuclei of ``diameter`` pixels to the model's ``nominal`` diameter."""
+    if not nominal > 0:
+        raise UserError("the model's nominal nucleus diameter is unknown (TEST.NUCLEI.NOMINAL_DIAMETER is 0): "
+                        "set it for your model to predict with a nucleus diameter (maskrcnnpp.data.nucleus_size.nominal_diameter "
+                        "computes it from the training annotations; tools/model_zoo.py diameter stores it for a "
+                        "shipped model)")
+    return float(nominal) / float(check_diameter(diameter))
+
+
+def estimate_diameter(instances: Sequence[CroppedInstance]) -> Optional[float]:
+    """Median equivalent diameter (pixels) of ``instances``; None when there are none."""
+    if not instances:
+        return None
+    return float(np.median(equivalent_diameter([inst.area for inst in instances])))
+
+
+def needs_second_pass(first_scale: float, new_scale: float, tolerance: float) -> bool:
+    """Whether ``new_scale`` differs from ``first_scale`` by more than ``tolerance`` (relative)."""
+    return abs(new_scale / first_scale - 1.0) > tolerance

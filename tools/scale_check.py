@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Score a model on a test split resized by a few factors, without and with --diameter (the README's scale table).
+
+    OMP_NUM_THREADS=2 python tools/scale_check.py --gt datasets/dsb2018/annotations/test.json --out runs/scale_check
+    python tools/scale_check.py --gt GT.json --config maskrcnnpp_tiny --weights w.pth TEST.NUCLEI.NOMINAL_DIAMETER 18 \\
+        --factors 1 0.5 2 --diameters none auto 20 --out runs/scale_check
+
+Images and ground-truth label images are resized in memory (labels nearest-neighbour; nothing is
+written but OUT/rows.jsonl, one line of scores per image as it is done, and OUT/scale_check.json);
+--summarize OUT summarizes the rows of an interrupted run; a number in --diameters is the nucleus diameter at the original
+size, multiplied by each factor. Prints a Markdown table: DSB score overall and per image kind, AJI, PQ.
+(maskrcnnpp.experiment.scale_check). Mistakes print one line on stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import maskrcnnpp  # noqa: F401  (compat measures before detectron2 imports)
+from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error
+from maskrcnnpp.experiment.scale_check import markdown_table, read_rows, scale_check, summarize_rows
+from maskrcnnpp.inference import NucleiPredictor, describe_device
+from maskrcnnpp.inference.scale import parse_diameter
+from maskrcnnpp.utils.files import read_json, write_json
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--summarize", default=None, metavar="OUT",
+                        help="only summarize OUT/rows.jsonl of an earlier (possibly interrupted) run")
+    parser.add_argument("--gt", default=None, help="COCO ground truth of the test split (e.g. annotations/test.json)")
+    parser.add_argument("--images", default=None, help="its image folder (default: images/ beside annotations/)")
+    parser.add_argument("--out", default=None, help="folder for rows.jsonl and scale_check.json (rows.jsonl must not exist)")
+    parser.add_argument("--model", default=None, help="a shipped model (default: the default one)")
+    parser.add_argument("--config", default=None, help="your own config (with --weights) instead of a shipped model")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 0.5, 2.0], help="resize factors (default: 1 0.5 2)")
+    parser.add_argument("--diameters", nargs="+", default=["none", "auto"],
+                        help="'none' (fixed test resize), 'auto', or pixels at the original size (default: none auto)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images (a quick look)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    return parser
+
+
+@exit_on_user_error
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.summarize:
+        rows_path = os.path.join(args.summarize, "rows.jsonl")
+        if not os.path.isfile(rows_path):
+            raise UserError(f"--summarize {args.summarize}: no rows.jsonl there")
+        report = summarize_rows(read_rows(rows_path))
+        print(markdown_table(report))
+        return report
+    if not args.gt or not args.out:
+        raise UserError("give the test split and where to write: --gt GT.json --out FOLDER")
+    if any(f <= 0 for f in args.factors):
+        raise UserError(f"--factors must be positive, got {args.factors}")
+    modes = [None if d == "none" else parse_diameter(d) for d in args.diameters]
+    images = args.images or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.gt))), "images")
+    if not os.path.isdir(images):
+        raise UserError(f"--images {images}: no such folder")
+    gt = read_json(args.gt, "--gt", UserError)
+    ensure_output_dir(args.out, "--out")
+    rows_path = os.path.join(args.out, "rows.jsonl")
+    if os.path.exists(rows_path):
+        raise UserError(f"--out {args.out}: holds the rows.jsonl of an earlier run; use an empty folder (or --summarize)")
+    if args.config:
+        predictor = NucleiPredictor.from_config(args.config, args.weights, args.opts, device=args.device)
+    elif args.weights:
+        raise UserError("--weights needs the --config it was trained with")
+    else:
+        predictor = NucleiPredictor.from_zoo(args.model, device=args.device or "cpu", opts=args.opts)
+    print(f"device: {describe_device(predictor.device)}; nominal diameter {predictor.nominal_diameter} px", flush=True)
+    report = scale_check(predictor, gt, images, args.factors, modes, args.limit, rows_path=rows_path)
+    report.update(gt=os.path.abspath(args.gt), factors=args.factors, diameters=args.diameters,
+                  score_thresh=predictor.score_thresh, nominal_diameter=predictor.nominal_diameter)
+    write_json(os.path.join(args.out, "scale_check.json"), report)
+    print(markdown_table(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
