@@ -21,11 +21,12 @@ from ..inference.instances import NucleiPrediction
 from ..inference.image_io import intensity_image
 from ..inference.outputs import PredictionWriter, output_names, parse_formats
 from ..inference.predictor import NucleiPredictor
+from ..inference.scale import AUTO, Diameter, parse_diameter
 from ..inference.writers import nuclei_table
 from ..model_zoo import get as get_zoo_model
 from ..model_zoo import list_models
 
-__all__ = ["OWN_MODEL", "ModelChoice", "Segmentation", "build_predictor", "config_score_thresh", "layer_image", "layer_stem",
+__all__ = ["OWN_MODEL", "ModelChoice", "Segmentation", "build_predictor", "config_score_thresh", "diameter_choice", "layer_image", "layer_stem",
            "model_names", "points_layer_data", "save_segmentation", "segment"]
 
 OWN_MODEL = "own config + weights"
@@ -39,17 +40,26 @@ def model_names() -> List[str]:
 @dataclass(frozen=True)
 class ModelChoice:
     """A shipped model by ``name``, or (``name == OWN_MODEL``) a ``config`` (path or name in configs/)
-    with its ``weights`` file; ``tta`` and ``score_thresh`` as :class:`NucleiPredictor` takes them."""
+    with its ``weights`` file; ``tta``, ``score_thresh`` and ``diameter`` (None, pixels or "auto") as
+    :class:`NucleiPredictor` takes them."""
 
     name: str
     config: str = ""
     weights: str = ""
     tta: bool = False
     score_thresh: Optional[float] = None
+    diameter: Diameter = None
 
     def describe(self) -> str:
         model = f"{self.config} with {self.weights}" if self.name == OWN_MODEL else f"shipped model {self.name}"
-        return f"{model}{', TTA' if self.tta else ''}, score threshold {self.score_thresh}"
+        scale = "" if self.diameter is None else f", diameter {self.diameter}{'' if self.diameter == AUTO else ' px'}"
+        return f"{model}{', TTA' if self.tta else ''}, score threshold {self.score_thresh}{scale}"
+
+
+def diameter_choice(text: str) -> Diameter:
+    """The diameter of the widget's text field: empty for none (the model's test resize), else pixels
+    or "auto"; a UserError saying what is allowed."""
+    return parse_diameter(text) if text.strip() else None
 
 
 def config_score_thresh(name: str, config: str = "") -> Optional[float]:
@@ -69,7 +79,7 @@ def build_predictor(choice: ModelChoice, device: Optional[str] = None) -> Nuclei
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs = {"tta": choice.tta, "score_thresh": choice.score_thresh}
+    kwargs = {"tta": choice.tta, "score_thresh": choice.score_thresh, "diameter": choice.diameter}
     if choice.name != OWN_MODEL:
         return NucleiPredictor.from_zoo(choice.name, device=device, **kwargs)
     if not choice.config.strip():

@@ -13,7 +13,9 @@ import time
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, Select
+from magicgui.widgets import (
+    CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, Select,
+)
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
@@ -21,7 +23,8 @@ from napari.utils.notifications import show_error, show_info
 from ..errors import UserError
 from ..inference.outputs import DEFAULT_FORMATS, FORMATS
 from .segmentation import (
-    OWN_MODEL, ModelChoice, Segmentation, build_predictor, config_score_thresh, layer_image, layer_stem, model_names,
+    OWN_MODEL, ModelChoice, Segmentation, build_predictor, config_score_thresh, diameter_choice, layer_image, layer_stem,
+    model_names,
     points_layer_data, save_segmentation, segment,
 )
 
@@ -52,6 +55,9 @@ class NucleiSegmentationWidget(Container):
         self.score_thresh = FloatSpinBox(label="score threshold", min=0.0, max=1.0, step=0.05,
                                          tooltip="keep nuclei scoring at least this (starts at the config's "
                                                  "TEST.NUCLEI.SCORE_THRESH)")
+        self.diameter = LineEdit(label="diameter", value="",
+                                 tooltip="typical nucleus diameter in pixels, or 'auto' (estimated); empty: the "
+                                         "model's own test resize (tools/predict.py --diameter)")
         self.tta = CheckBox(text="test-time augmentation (flips)", value=False)
         self.segment_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", min=0, max=len(STEPS), value=0)
@@ -60,7 +66,7 @@ class NucleiSegmentationWidget(Container):
         self.formats = Select(label="formats", choices=list(FORMATS), value=DEFAULT_FORMATS.split(","),
                               tooltip="the formats of tools/predict.py --formats")
         self.save_button = PushButton(text="Save")
-        self.extend([self.image, self.model, self.config, self.weights, self.score_thresh, self.tta,
+        self.extend([self.image, self.model, self.config, self.weights, self.score_thresh, self.diameter, self.tta,
                      self.segment_button, self.progress, self.status, self.folder, self.formats, self.save_button])
 
         self.max_width = 480  # long layer names (DSB file hashes) would otherwise squeeze the canvas
@@ -87,9 +93,9 @@ class NucleiSegmentationWidget(Container):
             self.score_thresh.value = thresh
 
     def model_choice(self) -> ModelChoice:
-        """What the widget's fields choose."""
+        """What the widget's fields choose; a UserError for a diameter that is not pixels or "auto"."""
         return ModelChoice(self.model.value, self.config.line_edit.value.strip(), self.weights.line_edit.value.strip(),
-                           bool(self.tta.value), float(self.score_thresh.value))
+                           bool(self.tta.value), float(self.score_thresh.value), diameter_choice(self.diameter.value))
 
     # ------------------------------------------------------------------ segment
     def start_segmentation(self, *_) -> None:
@@ -101,10 +107,10 @@ class NucleiSegmentationWidget(Container):
             return
         try:
             image = layer_image(layer.name, layer.data, layer.rgb)
+            choice = self.model_choice()
         except UserError as e:
             self._fail(str(e))
             return
-        choice = self.model_choice()
         stem = layer_stem(layer.name, getattr(layer.source, "path", None))
         self.segment_button.enabled = False
         self.progress.value = 0

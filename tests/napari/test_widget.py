@@ -53,6 +53,7 @@ def plugin_manifest():
     from npe2 import PluginManager, PluginManifest
 
     pm = PluginManager.instance()
+    pm.discover(include_npe1=True)  # as napari does: an installed checkout brings it by its entry point
     registered_here = "maskrcnnpp" not in pm._manifests
     if registered_here:
         pm.register(PluginManifest.from_file(MANIFEST))
@@ -117,7 +118,7 @@ def test_segment_from_the_plugins_menu_adds_labels_and_points_and_save_writes_pr
     viewer.open(str(image_file))
     _, widget = viewer.window.add_plugin_dock_widget("maskrcnnpp", WIDGET_NAME)
     assert widget.image.value.name == "cells" and widget.model.value == shipped.name
-    assert widget.score_thresh.value == pytest.approx(0.5)  # the shipped config's TEST.NUCLEI.SCORE_THRESH
+    assert widget.score_thresh.value == pytest.approx(0.65)  # the shipped config's TEST.NUCLEI.SCORE_THRESH
 
     press(widget.segment_button, qtbot, widget)
 
@@ -200,6 +201,27 @@ def test_own_config_without_weights_is_one_error_and_adds_no_layer(make_napari_v
     press(widget.segment_button, qtbot, widget)
     assert widget.status.value == "error: weights file /nonexistent/model_final.pth does not exist"
     assert [layer.name for layer in viewer.layers] == ["cells"]
+
+
+def test_a_diameter_rescales_and_a_bad_one_is_one_error(make_napari_viewer, qtbot, shipped):
+    from maskrcnnpp.napari.widget import NucleiSegmentationWidget
+
+    (image, _, _), (truth, _, _) = synthetic_nuclei()
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="cells", rgb=True)
+    widget = NucleiSegmentationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name=WIDGET_NAME)
+    widget.diameter.value = "ten"
+    press(widget.segment_button, qtbot, widget)
+    assert widget.status.value == "error: nucleus diameter must be a positive number of pixels or 'auto', got 'ten'"
+    assert [layer.name for layer in viewer.layers] == ["cells"]
+    widget.diameter.value = "auto"
+    press(widget.segment_button, qtbot, widget)
+    segmentation = widget.results["cells"]
+    assert segmentation.prediction.info["diameter_source"].startswith("auto")
+    assert segmentation.prediction.info["diameter"] > 0
+    assert abs(segmentation.count - int(truth.max())) <= 0.3 * truth.max(), (segmentation.count, int(truth.max()))
+    assert "diameter auto" in segmentation.model
 
 
 def test_a_stack_and_save_before_segment_are_refused(make_napari_viewer, qtbot, tmp_path):
