@@ -37,6 +37,7 @@ __all__ = [
     "remove_stale_partials",
     "sha256_of_file",
     "write_json",
+    "write_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -146,3 +147,9 @@ def write_json(path: str, obj: Any, *, indent: int | None = 2, allow_nan: bool =
         json.dump(obj, f, indent=indent, allow_nan=allow_nan, separators=separators)
         if newline:
             f.write("\n")
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8, exactly as given) to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)

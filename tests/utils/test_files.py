@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from maskrcnnpp.utils.files import atomic_path, default_file_mode
+from maskrcnnpp.utils.files import atomic_path, default_file_mode, write_text
 
 
 @pytest.fixture()
@@ -49,3 +49,13 @@ def test_the_folder_is_created_and_the_suffix_kept(tmp_path):
         assert tmp.endswith(".tif") and os.path.dirname(tmp) == str(tmp_path / "a" / "b")
         open(tmp, "wb").close()
     assert (tmp_path / "a" / "b" / "labels.tif").is_file()
+
+
+def test_write_text_writes_the_exact_utf8_bytes_and_keeps_the_earlier_file_on_failure(tmp_path):
+    target = tmp_path / "table.md"
+    write_text(str(target), "| a × b |\n|---|\n")
+    assert target.read_bytes() == "| a × b |\n|---|\n".encode("utf-8")
+    with pytest.raises(TypeError):
+        write_text(str(target), None)  # type: ignore[arg-type]
+    assert target.read_bytes() == "| a × b |\n|---|\n".encode("utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
