@@ -26,10 +26,11 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Type, Union
+from typing import Any, Callable, Iterator, Optional, Type, Union
 
 __all__ = [
     "atomic_path",
+    "commit_partial_dir",
     "default_file_mode",
     "finite_or_none",
     "partial_dir",
@@ -73,6 +74,28 @@ def atomic_path(path: str) -> Iterator[str]:
 def partial_dir(out: Path) -> Path:
     """A fresh hidden sibling of ``out`` to build into (not created)."""
     return out.with_name(f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def commit_partial_dir(tmp: Path, out: Path, holds_same: Callable[[Path], bool],
+                       conflict: Optional[Callable[[], Exception]] = None) -> bool:
+    """Rename the finished partial folder ``tmp`` (:func:`partial_dir`) to ``out``; True if it was.
+
+    An empty ``out`` folder is replaced. When the rename fails (``out`` appeared meanwhile: another
+    process may have finished the same build first) and ``holds_same(out)``, ``tmp`` is removed
+    and False returned; otherwise ``conflict()`` is raised, or the OSError when ``conflict`` is None.
+    """
+    try:
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        os.rename(tmp, out)
+        return True
+    except OSError:
+        if not holds_same(out):
+            if conflict is None:
+                raise
+            raise conflict() from None
+    shutil.rmtree(tmp, ignore_errors=True)
+    return False
 
 
 def _pid_alive(pid: int) -> bool:
