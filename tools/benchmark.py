@@ -18,7 +18,6 @@ it measured.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
@@ -29,6 +28,7 @@ import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from maskrcnnpp.benchmark import Settings, expand_targets, run_benchmark  # noqa: E402
 from maskrcnnpp.benchmark.report import report_markdown  # noqa: E402
 from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.utils.files import write_json, write_text  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,11 +99,9 @@ def main(argv=None) -> dict:
     def write(report: dict) -> str:
         report["command"] = command
         markdown = report_markdown(report, command)
-        for path, text in ((args.out, json.dumps(report, indent=2)), (md_path, markdown)):
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)  # never a half-written file; a partial report says "complete": false
+        # never a half-written file; a partial report says "complete": false
+        write_json(args.out, report, indent=2, newline=False)
+        write_text(md_path, markdown)
         return markdown
 
     report = run_benchmark(targets, settings, skipped, progress=write)

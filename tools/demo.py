@@ -11,7 +11,6 @@ visualisation PNGs (under 10 minutes on 2 CPU cores). With prepared DSB 2018 dat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from maskrcnnpp.engine import NucleiTrainer  # noqa: E402
 from maskrcnnpp.cli import UserError, exit_on_user_error  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
 from maskrcnnpp.engine.trainer import check_datasets  # noqa: E402
-from maskrcnnpp.utils.files import finite_or_none  # noqa: E402
+from maskrcnnpp.utils.files import finite_or_none, write_json, write_text  # noqa: E402
 
 DEFAULT_CONFIGS = {
     "synthetic": ["maskrcnnpp_tiny", "maskrcnn_tiny"],
@@ -123,10 +122,10 @@ def main(argv=None) -> None:
         rows[os.path.splitext(os.path.basename(config))[0]] = train_and_score(config, args)
     md = table(rows)
     os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "comparison.md"), "w") as f:
-        f.write(md + "\n")
-    with open(os.path.join(args.output, "comparison.json"), "w") as f:
-        json.dump(finite_or_none(rows), f, indent=2, allow_nan=False)  # strict JSON: NaN (e.g. APl) as null
+    write_text(os.path.join(args.output, "comparison.md"), md + "\n")
+    # strict JSON: NaN (e.g. APl) as null
+    write_json(os.path.join(args.output, "comparison.json"), finite_or_none(rows), indent=2, allow_nan=False,
+               newline=False)
     print("\n" + md)
     print(f"\nwrote {args.output}/comparison.md, comparison.json and <model>/vis/*.png")
 

@@ -30,7 +30,6 @@ training processes too.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -41,7 +40,7 @@ import sys
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2)
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from maskrcnnpp.utils.files import atomic_path  # noqa: E402
+from maskrcnnpp.utils.files import write_json, write_text  # noqa: E402
 from maskrcnnpp.experiment import ExperimentPlan, experiment_markdown, run_experiment  # noqa: E402
 from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
 
@@ -141,10 +140,9 @@ def _main(argv=None) -> dict:
     command = "python tools/experiment.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report["command"] = command
     markdown = experiment_markdown(report, command)
-    for name, text in (("experiment.json", json.dumps(report, indent=2)), ("experiment.md", markdown)):
-        # a temporary name of this process (another command may write the same table at once)
-        with atomic_path(os.path.join(args.out, name)) as tmp, open(tmp, "w") as f:
-            f.write(text)
+    # temporary names of this process (another command may write the same table at once)
+    write_json(os.path.join(args.out, "experiment.json"), report, indent=2, newline=False)
+    write_text(os.path.join(args.out, "experiment.md"), markdown)
     print(markdown)
     if report["failed"] and not args.report_only:
         sys.exit(f"{len(report['failed'])} run(s) failed (the table holds the others): "

@@ -33,6 +33,7 @@ import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports
 from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.evaluation.size_buckets import DEFAULT_EDGES, bucket_names, size_bucket_scores  # noqa: E402
 from maskrcnnpp.vis.plot_inputs import PlotInputError, read_speed_rows, speed_series  # noqa: E402
+from maskrcnnpp.utils.files import atomic_path  # noqa: E402
 from maskrcnnpp.vis.plots import image_formats, plot_size_buckets, plot_speed_accuracy, plot_training_curves  # noqa: E402
 
 
@@ -147,7 +148,7 @@ def run_sizes(args) -> None:
         raise UserError(str(e)) from None
     plot_size_buckets(results, edges, args.output)
     table = args.csv or os.path.splitext(args.output)[0] + ".csv"
-    with open(table, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(table) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["model", "bucket", "area_min", "area_max", "num_gt", "score", "recall@0.5"])
         for name, values in results.items():

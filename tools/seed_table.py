@@ -12,19 +12,13 @@ with the iteration they reached, so it can be called while they train.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 
-from maskrcnnpp.utils.files import atomic_path  # noqa: E402
+from maskrcnnpp.utils.files import write_json, write_text  # noqa: E402
 from maskrcnnpp.experiment import seed_table, seed_table_markdown  # noqa: E402
 from maskrcnnpp.cli import ensure_output_dir, exit_on_user_error  # noqa: E402
-
-
-def _replace(path: str, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write(text)
 
 
 @exit_on_user_error
@@ -40,8 +34,8 @@ def main(argv=None) -> int:
     ensure_output_dir(out, "--out")
     table = seed_table(args.root)
     markdown = seed_table_markdown(table)
-    _replace(os.path.join(out, "table5.json"), json.dumps(table, indent=2))
-    _replace(os.path.join(out, "table5.md"), markdown)
+    write_json(os.path.join(out, "table5.json"), table, indent=2, newline=False)
+    write_text(os.path.join(out, "table5.md"), markdown)
     print(markdown)
     return 0
 

@@ -31,7 +31,7 @@ def count_parameters(model: nn.Module) -> int:
 @torch.no_grad()
 def count_parameters_used(model: nn.Module, inputs: List[Dict]) -> int:
     """Parameters of the modules that actually run in one inference (pruned UNet++ runs fewer)."""
-    from .pruning import record_executed_modules
+    from .pruning import count_parameters_run, record_executed_modules
 
     was_training = model.training
     model.eval()
@@ -40,8 +40,7 @@ def count_parameters_used(model: nn.Module, inputs: List[Dict]) -> int:
             model(inputs)
     finally:
         model.train(was_training)
-    used = {id(m): m for m in executed}.values()
-    return sum(p.numel() for m in used for p in m.parameters(recurse=False))
+    return count_parameters_run(executed)
 
 
 def batch_norm_layers(model: nn.Module) -> List[nn.Module]:

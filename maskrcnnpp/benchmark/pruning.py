@@ -1,14 +1,15 @@
 """Cost of each inference mode of a SemanticUNet: parameters used, FLOPs, latency.
 
-``measure_pruned_levels(cfg, size, device)`` is what ``tools/benchmark.py`` reports for U-Net vs
-UNet++ (ensemble and pruned L1..L4); ``tools/benchmark_pruning.py`` prints
-:func:`compare_pruned_levels` of several configs.
+``tools/benchmark_pruning.py`` prints :func:`compare_pruned_levels` of several configs (U-Net vs
+UNet++: ensemble and pruned L1..L4); :func:`measure_pruned_levels` is its one-config form.
+``tools/benchmark.py`` counts the parameters used per mode with the same
+:func:`count_parameters_run` (through ``measure.count_parameters_used``).
 Only the network is measured (normalised input -> probabilities), not post-processing.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -34,6 +35,12 @@ def record_executed_modules(model: nn.Module) -> Iterator[List[nn.Module]]:
     finally:
         for h in handles:
             h.remove()
+
+
+def count_parameters_run(executed: Iterable[nn.Module]) -> int:
+    """Parameters owned by the modules in ``executed`` (:func:`record_executed_modules`), each module once."""
+    used = {id(m): m for m in executed}.values()
+    return sum(p.numel() for m in used for p in m.parameters(recurse=False))
 
 
 def available_modes(model) -> List[str]:
@@ -70,15 +77,9 @@ def measure_pruned_levels(
     do not change cost) unless ``model`` is given, and runs one ``size`` x ``size`` image.
     ``gmacs`` is fvcore's count, which counts one multiply-add as one flop.
     """
-    device = torch.device(device or cfg.MODEL.DEVICE)
-    model = _eval_model(cfg, device, model)
-    x = torch.randn(1, len(cfg.MODEL.PIXEL_MEAN), size, size, device=device)
-    rows = static_costs(model, x, modes)
-    runs = {r["mode"]: (lambda m=r["mode"]: model.predict_probabilities(x, m)) for r in rows}
-    latency = time_calls_interleaved(runs, device, warmup, repeats)
-    for r in rows:
-        r["latency_ms"] = latency[r["mode"]].median_ms
-    return rows
+    models = None if model is None else {"": model}
+    return compare_pruned_levels({"": cfg}, size, device or cfg.MODEL.DEVICE, repeats, warmup=warmup, modes=modes,
+                                 models=models)[""]
 
 
 def _eval_model(cfg, device: torch.device, model: Optional[nn.Module] = None) -> nn.Module:
@@ -98,14 +99,13 @@ def static_costs(model: nn.Module, x: torch.Tensor, modes: Optional[Sequence[str
     for mode in modes or available_modes(model):
         with record_executed_modules(model) as executed:
             model.predict_probabilities(x, mode)
-        used = {id(m): m for m in executed}.values()
         flops = FlopCountAnalysis(_NetworkInMode(model, mode), (x,))
         flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         rows.append(
             {
                 "mode": mode,
                 "params_total": total,
-                "params_used": sum(p.numel() for m in used for p in m.parameters(recurse=False)),
+                "params_used": count_parameters_run(executed),
                 "gmacs": flops.total() / 1e9,
                 "convs_run": sum(isinstance(m, nn.Conv2d) for m in executed),
             }
@@ -125,18 +125,24 @@ def format_rows(name: str, rows: List[Dict[str, object]]) -> str:
 
 
 @torch.no_grad()
-def compare_pruned_levels(cfgs: Dict[str, object], size: int, device: str, repeats: int = 5) -> Dict[str, List[Dict[str, object]]]:
+def compare_pruned_levels(cfgs: Dict[str, object], size: int, device: str, repeats: int = 5, *, warmup: int = 1,
+                          modes: Optional[Sequence[str]] = None,
+                          models: Optional[Dict[str, nn.Module]] = None) -> Dict[str, List[Dict[str, object]]]:
     """:func:`measure_pruned_levels` rows of several configs (by name), every (model, mode) timed in
-    turn so load drift on a shared machine favours none."""
+    turn so load drift on a shared machine favours none.
+
+    ``modes``: the inference modes of every config (default: :func:`available_modes`); ``models``:
+    already-built models by config name (the others are built with random weights).
+    """
     dev = torch.device(device)
     tables, runs = {}, {}
     for name, cfg in cfgs.items():
-        model = _eval_model(cfg, dev)
+        model = _eval_model(cfg, dev, (models or {}).get(name))
         x = torch.randn(1, len(cfg.MODEL.PIXEL_MEAN), size, size, device=dev)
-        tables[name] = static_costs(model, x)
+        tables[name] = static_costs(model, x, modes)
         for r in tables[name]:
             runs[(name, r["mode"])] = lambda model=model, x=x, m=r["mode"]: model.predict_probabilities(x, m)
-    latency = time_calls_interleaved(runs, dev, warmup=1, iters=repeats)
+    latency = time_calls_interleaved(runs, dev, warmup=warmup, iters=repeats)
     for name, rows in tables.items():
         for r in rows:
             r["latency_ms"] = latency[(name, r["mode"])].median_ms

@@ -20,7 +20,6 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
-from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
 from ..config import setup_cfg
 from ..errors import UserError
 from ..model_zoo import resolve_weights

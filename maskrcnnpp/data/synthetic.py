@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ..utils.files import partial_dir, remove_stale_partials
+from ..utils.files import commit_partial_dir, partial_dir, remove_stale_partials
 from ..utils.kaggle_rle import coco_rle_from_crop
 
 __all__ = ["STYLES", "generate_nuclei_image", "build_synthetic_dataset", "generator_digest", "labels_to_coco_annotations"]
@@ -332,13 +332,8 @@ def build_synthetic_dataset(
             json.dump(coco, f, separators=(",", ":"))
         with open(tmp / "synthetic.json", "w", encoding="utf-8") as f:
             json.dump(params, f, indent=1)
-        try:
-            if out_dir.is_dir() and not any(out_dir.iterdir()):
-                out_dir.rmdir()
-            os.rename(tmp, out_dir)
-        except OSError:
-            if _read_params(out_dir) != params:  # someone else won the race with the same set: fine
-                raise
+        # someone else may win the race with the same set: fine
+        commit_partial_dir(tmp, out_dir, lambda folder: _read_params(folder) == params)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return json_path

@@ -6,7 +6,6 @@ Periodic validation on ``DATASETS.VAL`` keeps the best checkpoint (``model_best.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,6 +22,7 @@ from detectron2.utils import comm
 from .checkpointer import NucleiCheckpointer, SaveOnStopSignal
 from ..errors import UserError
 from ..modeling.semantic import is_semantic
+from ..utils.files import read_json, write_json
 from .console import EarlyProgressWriter
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,10 @@ class KeepBestCheckpointer(hooks.BestCheckpointer):
 
     def before_train(self) -> None:
         if self.trainer.start_iter > 0 and os.path.isfile(self._state_file()):
-            with open(self._state_file()) as f:
-                state = json.load(f)
+            # a truncated file (a run killed mid-write before writes were atomic) is one error naming it
+            state = read_json(self._state_file(), "best-checkpoint record", UserError)
+            if not isinstance(state, dict) or not {"value", "iteration"} <= state.keys():
+                raise UserError(f"best-checkpoint record {self._state_file()} has no \"value\" and \"iteration\"")
             self.best_metric, self.best_iter = state["value"], state["iteration"]
 
     def _best_checking(self) -> None:
@@ -57,8 +59,8 @@ class KeepBestCheckpointer(hooks.BestCheckpointer):
                 self._checkpointer.tag_last_checkpoint(os.path.basename(last))
             else:  # no periodic checkpoint yet: --resume must start afresh, not from model_best
                 os.remove(os.path.join(self._checkpointer.save_dir, "last_checkpoint"))
-            with open(self._state_file(), "w") as f:
-                json.dump({"metric": self._val_metric, "value": self.best_metric, "iteration": self.best_iter}, f)
+            write_json(self._state_file(), {"metric": self._val_metric, "value": self.best_metric,
+                                            "iteration": self.best_iter}, indent=None, newline=False)
 
 
 def check_datasets(cfg: CfgNode) -> None:

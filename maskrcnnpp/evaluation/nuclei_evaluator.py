@@ -11,7 +11,6 @@ import copy
 import csv
 import io
 import itertools
-import json
 import logging
 import os
 import time
@@ -32,7 +31,7 @@ from detectron2.utils.logger import create_small_table
 
 from ..compat import has_compiled_ops
 from ..config import get_maskrcnnpp_cfg
-from ..utils.files import atomic_path, finite_or_none
+from ..utils.files import atomic_path, finite_or_none, write_json
 from .image_types import IMAGE_TYPES, image_type_of_file, scores_by_image_type
 from .label_images import (
     NucleiEvaluationInputError,
@@ -132,12 +131,6 @@ def _setting(cfg, key: str, override):
     if nuclei is not None and key in nuclei:
         return nuclei[key]
     return get_maskrcnnpp_cfg().TEST.NUCLEI[key]  # the defaults live in the config only
-
-
-def _write_atomically(path: str, write) -> None:
-    """``write(f)`` on a text file that appears at ``path`` only when complete (:func:`atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        write(f)
 
 
 class NucleiEvaluator(DatasetEvaluator):
@@ -373,13 +366,10 @@ class NucleiEvaluator(DatasetEvaluator):
         known = [r for r in rows if r["image_type"] in IMAGE_TYPES]
         summary["by_image_type"] = scores_by_image_type(known, {r["image_id"]: r["image_type"] for r in known})
 
-        def write_csv(f):
+        with atomic_path(os.path.join(self._output_dir, "per_image.csv")) as tmp, \
+                open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-
-        _write_atomically(os.path.join(self._output_dir, "per_image.csv"), write_csv)
-        _write_atomically(
-            os.path.join(self._output_dir, "summary.json"),
-            lambda f: json.dump(finite_or_none(summary), f, indent=2, allow_nan=False),
-        )
+        write_json(os.path.join(self._output_dir, "summary.json"), finite_or_none(summary), indent=2,
+                   allow_nan=False, newline=False)

@@ -17,7 +17,6 @@ from ..benchmark.timing import time_calls
 from ..engine import NucleiTrainer
 from ..engine.hooks import KeepNewestCheckpoint
 from ..errors import UserError
-from ..modeling import semantic as _semantic  # noqa: F401  (registers SemanticUNet)
 from ..utils.files import atomic_path
 from .budget import resolve_budget, schedule_opts
 from .configs import build_run_cfg, pretrain_cfg
@@ -64,8 +63,10 @@ def pretrain_backbone(cfg: CfgNode, iters: int, pre_dir: str) -> str:
     state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items() if k.startswith("backbone.")}
     if not state:
         raise RuntimeError(f"{cfg.MODEL.META_ARCHITECTURE} has no 'backbone.' parameters to transfer")
-    with atomic_path(out) as tmp:
-        torch.save({"model": state, "__source__": f"synthetic pretraining, {iters} iterations"}, tmp)
+    # through a Python file, as NucleiCheckpointer.save does: torch's own path writer reports a full
+    # disk as a RuntimeError without errno, a file object as the OSError it is
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        torch.save({"model": state, "__source__": f"synthetic pretraining, {iters} iterations"}, f)
     return out
 
 
@@ -144,9 +145,8 @@ def _trained(plan: ExperimentPlan, run: Run, signature: Dict) -> Tuple[CfgNode, 
 def _train_test_measure(plan: ExperimentPlan, run: Run, latency: bool, signature: Dict) -> Dict:
     """``run_one``'s work once the run is known to be unfinished and its folder is ours."""
     cfg, trainer, start_iter, seconds, budget = _trained(plan, run, signature)
-    test = trainer.final_test()
-    test_name = cfg.DATASETS.TEST[0]
-    test = test.get(test_name, test)  # DefaultTrainer.test unwraps a single dataset's results
+    test_name = cfg.DATASETS.TEST[0]  # dataset_opts sets exactly one
+    test = trainer.final_test()[test_name]
     best = os.path.join(run_dir(plan, run), "train", "model_best.pth")
     row = {
         "model": run.name, "config": run.config, "data": plan.data, "test_dataset": test_name,

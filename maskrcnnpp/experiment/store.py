@@ -2,11 +2,10 @@
 ``budget.json`` read and written (atomically, NaN stored as null)."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Optional
 
-from ..utils.files import atomic_path, finite_or_none, read_json
+from ..utils.files import finite_or_none, read_json, write_json
 from .plan import ExperimentPlan, Run
 
 __all__ = ["RUN_LOCK_FILE", "read_stored", "result_path", "run_dir", "write_stored"]
@@ -33,6 +32,5 @@ def read_stored(path: str) -> Optional[dict]:
 
 def write_stored(path: str, obj: Any) -> None:
     """Store ``obj`` in ``path`` as indented JSON, non-finite floats as null; a crash never leaves half a file."""
-    # not write_json: these files have always been written without a trailing newline
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(finite_or_none(obj), f, indent=2, allow_nan=False)
+    # without a trailing newline: the bytes these files have always had
+    write_json(path, finite_or_none(obj), indent=2, allow_nan=False, newline=False)

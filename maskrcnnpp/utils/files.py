@@ -26,10 +26,11 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Type, Union
+from typing import Any, Callable, Iterator, Optional, Type, Union
 
 __all__ = [
     "atomic_path",
+    "commit_partial_dir",
     "default_file_mode",
     "finite_or_none",
     "partial_dir",
@@ -37,6 +38,7 @@ __all__ = [
     "remove_stale_partials",
     "sha256_of_file",
     "write_json",
+    "write_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,28 @@ def atomic_path(path: str) -> Iterator[str]:
 def partial_dir(out: Path) -> Path:
     """A fresh hidden sibling of ``out`` to build into (not created)."""
     return out.with_name(f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def commit_partial_dir(tmp: Path, out: Path, holds_same: Callable[[Path], bool],
+                       conflict: Optional[Callable[[], Exception]] = None) -> bool:
+    """Rename the finished partial folder ``tmp`` (:func:`partial_dir`) to ``out``; True if it was.
+
+    An empty ``out`` folder is replaced. When the rename fails (``out`` appeared meanwhile: another
+    process may have finished the same build first) and ``holds_same(out)``, ``tmp`` is removed
+    and False returned; otherwise ``conflict()`` is raised, or the OSError when ``conflict`` is None.
+    """
+    try:
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        os.rename(tmp, out)
+        return True
+    except OSError:
+        if not holds_same(out):
+            if conflict is None:
+                raise
+            raise conflict() from None
+    shutil.rmtree(tmp, ignore_errors=True)
+    return False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -146,3 +170,9 @@ def write_json(path: str, obj: Any, *, indent: int | None = 2, allow_nan: bool =
         json.dump(obj, f, indent=indent, allow_nan=allow_nan, separators=separators)
         if newline:
             f.write("\n")
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8, exactly as given) to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)

@@ -206,6 +206,41 @@ def test_not_a_zip_or_folder(tmp_path):
         convert(tmp_path / "missing", tmp_path / "out")
 
 
+def open_files_named(path: Path) -> list:
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc/self/fd")
+    found = []
+    for fd in fds.iterdir():
+        try:
+            if Path(fd.readlink()) == path.resolve():
+                found.append(fd.name)
+        except OSError:  # closed between listing and reading
+            continue
+    return found
+
+
+def test_a_zip_rejected_while_scanning_is_closed(tmp_path):
+    archive = write_kaggle_source(tmp_path / "src", standard_samples(1, H, W), as_zip=True,
+                                  raw={"ghost/masks/m.png": png_bytes(box_mask(H, W, 0, 2, 0, 2))})
+    with pytest.raises(DatasetError, match=r"src\.zip:ghost: masks without an image") as err:
+        convert(archive, tmp_path / "out")
+    # the traceback keeps the converter's frames (and its Source) alive: the zip is closed, not just unreferenced
+    assert err.tb is not None and open_files_named(archive) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.zip"]
+
+
+def test_an_output_that_appears_while_converting_and_differs_is_an_error_naming_it(tmp_path):
+    from maskrcnnpp.data.dsb2018.write import commit
+
+    tmp, out = tmp_path / ".out.partial-1-abcd1234", tmp_path / "out"
+    (tmp / "images").mkdir(parents=True)
+    (out / "other").mkdir(parents=True)  # written by someone else meanwhile
+    with pytest.raises(DatasetError, match=rf"^{out}: appeared while converting and holds something else$"):
+        commit(tmp, out, {"format": "x"}, replace=False)
+    assert (out / "other").is_dir() and (tmp / "images").is_dir()  # prepare_dsb2018 removes tmp
+
+
 # ----------------------------------------------------------------------------- bad inputs: corrections
 
 

@@ -85,3 +85,33 @@ def test_resumed_run_keeps_its_best_checkpoint(out_dir):
     assert not (out_dir / "model_best.previous.pth").exists()  # its own best is not set aside
     after = json.loads((out_dir / "model_best.json").read_text())
     assert after == best or (after["iteration"] == 3 and after["value"] > best["value"])
+
+
+def keep_best_for(save_dir, start_iter: int):
+    from types import SimpleNamespace
+
+    from maskrcnnpp.engine.trainer import KeepBestCheckpointer
+
+    hook = KeepBestCheckpointer(2, SimpleNamespace(save_dir=str(save_dir)), "nuclei/score")
+    hook.trainer = SimpleNamespace(start_iter=start_iter)
+    return hook
+
+
+def test_a_resume_reads_the_best_value_back_and_names_a_truncated_record(tmp_path):
+    from maskrcnnpp.errors import UserError
+
+    record = tmp_path / "model_best.json"
+    record.write_text('{"metric": "nuclei/score", "value": 0.25, "iteration": 4}')
+    hook = keep_best_for(tmp_path, start_iter=6)
+    hook.before_train()
+    assert (hook.best_metric, hook.best_iter) == (0.25, 4)
+
+    record.write_text('{"metric": "nuclei/score", "val')  # cut short by a killed process or a full disk
+    with pytest.raises(UserError, match=rf"^best-checkpoint record {record} is not valid JSON: "):
+        keep_best_for(tmp_path, start_iter=6).before_train()
+    record.write_text('{"metric": "nuclei/score"}')
+    with pytest.raises(UserError, match=rf"^best-checkpoint record {record} has no \"value\" and \"iteration\""):
+        keep_best_for(tmp_path, start_iter=6).before_train()
+    fresh = keep_best_for(tmp_path, start_iter=0)  # a fresh run does not read it
+    fresh.before_train()
+    assert fresh.best_metric is None

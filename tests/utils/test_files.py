@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from maskrcnnpp.utils.files import atomic_path, default_file_mode
+from maskrcnnpp.utils.files import atomic_path, commit_partial_dir, default_file_mode, partial_dir, write_text
 
 
 @pytest.fixture()
@@ -49,3 +49,47 @@ def test_the_folder_is_created_and_the_suffix_kept(tmp_path):
         assert tmp.endswith(".tif") and os.path.dirname(tmp) == str(tmp_path / "a" / "b")
         open(tmp, "wb").close()
     assert (tmp_path / "a" / "b" / "labels.tif").is_file()
+
+
+def test_write_text_writes_the_exact_utf8_bytes_and_keeps_the_earlier_file_on_failure(tmp_path):
+    target = tmp_path / "table.md"
+    write_text(str(target), "| a × b |\n|---|\n")
+    assert target.read_bytes() == "| a × b |\n|---|\n".encode("utf-8")
+    with pytest.raises(TypeError):
+        write_text(str(target), None)  # type: ignore[arg-type]
+    assert target.read_bytes() == "| a × b |\n|---|\n".encode("utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
+
+
+def built(out):
+    tmp = partial_dir(out)
+    tmp.mkdir(parents=True)
+    (tmp / "data.txt").write_text("new")
+    return tmp
+
+
+def test_commit_partial_dir_renames_into_place_or_an_empty_folder(tmp_path):
+    out = tmp_path / "set"
+    assert commit_partial_dir(built(out), out, lambda folder: False) is True
+    assert (out / "data.txt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert commit_partial_dir(built(empty), empty, lambda folder: False) is True
+    assert (empty / "data.txt").read_text() == "new"
+
+
+def test_commit_partial_dir_when_another_process_got_there_first(tmp_path):
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "data.txt").write_text("theirs")
+    seen = []
+    tmp = built(out)
+    assert commit_partial_dir(tmp, out, lambda folder: seen.append(folder) or True) is False  # the same set
+    assert seen == [out] and not tmp.exists() and (out / "data.txt").read_text() == "theirs"
+
+    tmp = built(out)
+    with pytest.raises(OSError):  # something else there, no conflict error given: the rename's own
+        commit_partial_dir(tmp, out, lambda folder: False)
+    with pytest.raises(LookupError, match="^holds something else$"):
+        commit_partial_dir(tmp, out, lambda folder: False, lambda: LookupError("holds something else"))
+    assert tmp.is_dir() and (out / "data.txt").read_text() == "theirs"  # the caller removes its own tmp

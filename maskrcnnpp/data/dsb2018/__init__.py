@@ -26,7 +26,8 @@ plan: images, masks, ignored files), :mod:`.pool` (worker processes) running :mo
 manifest, verification, commit); :mod:`.prepare` drives them, :mod:`.split` assigns the images,
 :mod:`.corrections` and :mod:`.errors` say what went wrong, :mod:`.checksums` keys caches.
 """
-from .checksums import converter_digest, sha256_of_file
+from ...utils.files import sha256_of_file
+from .checksums import converter_digest
 from .corrections import CORRECTION_KINDS, FORMAT_CONVERSIONS  # noqa: F401
 from .errors import DatasetError
 from .prepare import PrepareResult, prepare_dsb2018

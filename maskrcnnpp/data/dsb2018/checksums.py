@@ -5,9 +5,7 @@ import functools
 import hashlib
 from pathlib import Path
 
-from ...utils.files import sha256_of_file  # noqa: F401  (re-exported)
-
-__all__ = ["converter_digest", "sha256_of_file"]
+__all__ = ["converter_digest"]
 
 _PACKAGE = Path(__file__).resolve().parent
 # The shared code whose changes can change a prepared dataset, besides this package.

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
-from ...utils.files import partial_dir, remove_stale_partials
+from ...utils.files import partial_dir, remove_stale_partials, sha256_of_file
 from ...utils.kaggle_rle import KaggleCsvError, KaggleLabels, read_kaggle_csv
-from .checksums import sha256_of_file
 from .corrections import log_corrections
 from .errors import DatasetError
 from .pool import run_tasks
@@ -93,32 +92,30 @@ def prepare_dsb2018(
     start = time.time()
     src, out = Path(src), Path(out)
     split = parse_split(split)
-    source = Source(src)
-    labels = None if labels is None else Path(labels)
-    kaggle = None if labels is None else _read_labels(labels)
-    identity = identity_of(source.sha256(), sha256_of_file(labels) if labels else None, split, seed)
-    done, replace = _check_existing(out, identity)
-    if done is not None:
-        return done
+    with Source(src) as source:  # closes the zip also when scanning or converting fails
+        labels = None if labels is None else Path(labels)
+        kaggle = None if labels is None else _read_labels(labels)
+        identity = identity_of(source.sha256(), sha256_of_file(labels) if labels else None, split, seed)
+        done, replace = _check_existing(out, identity)
+        if done is not None:
+            return done
 
-    plan = scan(source, kaggle)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(out)
-    tmp = partial_dir(out)
-    (tmp / "images").mkdir(parents=True)
-    (tmp / "annotations").mkdir()
-    try:
-        results = run_tasks(source, plan.tasks, tmp / "images", workers, progress, compress_level)
-        manifest = write_dataset(tmp, results, plan, identity, source, labels, split, seed)
-        manifest["seconds"] = round(time.time() - start, 2)
-        write_manifest(tmp, manifest)
-        log_corrections(manifest["corrections"])
-        status = commit(tmp, out, identity, replace)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        source.close()
+        plan = scan(source, kaggle)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(out)
+        tmp = partial_dir(out)
+        (tmp / "images").mkdir(parents=True)
+        (tmp / "annotations").mkdir()
+        try:
+            results = run_tasks(source, plan.tasks, tmp / "images", workers, progress, compress_level)
+            manifest = write_dataset(tmp, results, plan, identity, source, labels, split, seed)
+            manifest["seconds"] = round(time.time() - start, 2)
+            write_manifest(tmp, manifest)
+            log_corrections(manifest["corrections"])
+            status = commit(tmp, out, identity, replace)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     if status == "unchanged":
         manifest = read_manifest(out)
     logger.info("%s: %d images, %d annotations (%s) in %.1f s", out, manifest["counts"]["images"],

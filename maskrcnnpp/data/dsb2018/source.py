@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 from typing import List, Optional
 
-from .checksums import sha256_of_file
+from ...utils.files import sha256_of_file
 from .errors import DatasetError
 
 __all__ = ["Source"]
@@ -46,6 +46,12 @@ class Source:
         if self._zip is not None:
             self._zip.close()
             self._zip = None
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def names(self) -> List[str]:
         """Relative names of every file, in a stable order."""

@@ -9,8 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ...utils.files import read_json, write_json
-from .checksums import sha256_of_file
+from ...utils.files import commit_partial_dir, read_json, sha256_of_file, write_json
 from .corrections import CORRECTION_KINDS
 from .errors import DatasetError
 from .scan import Plan
@@ -162,15 +161,12 @@ def commit(tmp: Path, out: Path, identity: dict, replace: bool) -> str:
         os.rename(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
         return "rebuilt"
-    try:
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        os.rename(tmp, out)
-        return "created"
-    except OSError:
-        # Another process may have finished the same conversion first.
-        other = read_manifest(out) if out.is_dir() else None
-        if other is not None and other.get("identity") == identity and verify_output(out, other) is None:
-            shutil.rmtree(tmp, ignore_errors=True)
-            return "unchanged"
-        raise DatasetError(f"{out}: appeared while converting and holds something else; output left in {tmp}") from None
+
+    def holds_same(folder: Path) -> bool:  # another process may have finished the same conversion first
+        other = read_manifest(folder) if folder.is_dir() else None
+        return other is not None and other.get("identity") == identity and verify_output(folder, other) is None
+
+    def conflict() -> DatasetError:
+        return DatasetError(f"{out}: appeared while converting and holds something else")
+
+    return "created" if commit_partial_dir(tmp, out, holds_same, conflict) else "unchanged"
