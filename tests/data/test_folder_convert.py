@@ -111,6 +111,20 @@ def test_labels_paired_by_stem_across_subfolders_and_predict_outputs_ignored(tmp
     assert result.manifest["ignored_files"] == ["labels/a_nuclei.csv"]
 
 
+def test_a_zip_of_the_folder_gives_the_same_dataset(tmp_path):
+    import zipfile
+
+    write_labels_folder(tmp_path / "src", n=2)
+    (tmp_path / "src" / ".DS_Store").write_bytes(b"junk")  # hidden files are never read
+    with zipfile.ZipFile(tmp_path / "src.zip", "w") as z:
+        for path in sorted((tmp_path / "src").iterdir()):
+            z.write(path, f"mylab/{path.name}")
+    convert(tmp_path / "src", tmp_path / "a", split="train")
+    result = convert(tmp_path / "src.zip", tmp_path / "b", split="train", workers=2)
+    assert result.manifest["source"]["kind"] == "zip"
+    assert load(tmp_path / "a")["annotations"] == load(tmp_path / "b")["annotations"]
+
+
 def test_masks_layout_equals_the_dsb_converter(tmp_path):
     samples = standard_samples(3, H, W)
     src = write_kaggle_source(tmp_path / "src", samples)

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..dsb2018.corrections import correction
 from ..dsb2018.errors import DatasetError
-from ..dsb2018.scan import IMAGE_EXTENSIONS, Plan, scan
+from ..dsb2018.scan import IMAGE_EXTENSIONS, Plan, is_junk, scan
 from ..dsb2018.source import Source
 from .coco import CocoFile, Segmentation, is_coco_dataset, parse_coco
 
@@ -48,8 +48,7 @@ def _files(source: Source) -> Tuple[List[str], List[str]]:
     """(the source's files, the hidden and __MACOSX ones among them that are never read)."""
     names, junk = [], []
     for name in source.names():
-        parts = name.split("/")
-        (junk if "__MACOSX" in parts or parts[-1].startswith(".") else names).append(name)
+        (junk if is_junk(name.split("/")) else names).append(name)
     return names, junk
 
 
