@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 
@@ -31,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--src", required=True, help="Kaggle zip or folder (stage1_train.zip), or images-only zip/folder with --labels")
     parser.add_argument("--out", required=True, help="output folder (created; must be absent, empty, or hold this same dataset)")
     parser.add_argument("--labels", default=None, help="Kaggle RLE CSV (stage1_train_labels.csv, stage1_solution.csv, ...)")
-    parser.add_argument("--split", default="0.5,0.2,0.3", help="train,val,test fractions of the images summing to 1, or 'none' (default: 0.5,0.2,0.3)")
+    parser.add_argument("--split", default="0.5,0.2,0.3", help="train,val,test fractions of the images summing to 1, train, val or test to keep every image in that split, or 'none' (default: 0.5,0.2,0.3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default: 0)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: os.cpu_count())")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -67,12 +66,7 @@ def main(argv=None) -> int:
         return report_disk_error(e)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    counts = result.manifest["counts"]
-    parts = ", ".join(f"{name} {c['images']}/{c['annotations']}" for name, c in counts["splits"].items())
-    corrections = ", ".join(f"{k} x{v}" for k, v in counts["corrections"].items()) or "none"
-    verb = {"unchanged": "already prepared, nothing to do", "created": "written", "rebuilt": "rewritten (was incomplete)"}[result.status]
-    print(f"{result.root}: {verb}. images/annotations: {parts}. corrections: {corrections}. "
-          f"Manifest: {os.path.join(str(result.root), 'manifest.json')}")
+    print(result.summary())
     return 0
 
 

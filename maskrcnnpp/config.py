@@ -81,6 +81,10 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     cfg.DATASETS.NUCLEI.SYNTH_IMAGES = [48, 12, 12]
     # Side of the synthetic images in pixels.
     cfg.DATASETS.NUCLEI.SYNTH_SIZE = 128
+    # Your own folders prepared by datasets/prepare_folder.py, by name: [NAME, FOLDER] pairs (or
+    # "NAME=FOLDER" strings), e.g. [["mylab", "datasets/mylab"]]; each registers NAME_train,
+    # NAME_val, NAME_test and NAME_all (relative folders are taken from the current directory).
+    cfg.DATASETS.NUCLEI.FOLDERS = []
     # Mask R-CNN family with INPUT.MASK_FORMAT "bitmask": train through
     # maskrcnnpp.data.instance_mapper.NucleiInstanceMapper, which gives the same inputs as
     # Detectron2's DatasetMapper but decodes and resizes the RLE masks of all instances at once

@@ -63,7 +63,7 @@ def setup(args):
     # Everything that can be checked is checked before default_setup writes config.yaml and
     # log.txt into OUTPUT_DIR: a command that fails must not rewrite the run already there.
     setup_datasets(cfg)
-    check_datasets(cfg)
+    check_datasets(cfg, test_only=args.eval_only)  # scoring reads DATASETS.TEST only
     weights = cfg.MODEL.WEIGHTS
     if weights and "://" not in weights and not os.path.isfile(weights) and not args.resume:
         raise UserError(f"MODEL.WEIGHTS={weights} does not exist")

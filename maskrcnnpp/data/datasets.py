@@ -5,6 +5,10 @@
   when set through :func:`setup_datasets`, else ``$MASKRCNNPP_DSB2018``, else
   ``$DETECTRON2_DATASETS/dsb2018``, else ``./datasets/dsb2018``. An unprepared root raises
   :class:`DatasetNotPreparedError` with the command that prepares it.
+* ``<name>_{train,val,test,all}``: a folder of one's own images prepared by
+  ``datasets/prepare_folder.py``, registered by name from ``DATASETS.NUCLEI.FOLDERS`` through
+  :func:`setup_datasets` (or :func:`register_folders`). A folder that is not prepared raises
+  :class:`DatasetNotPreparedError` naming the key and the folder when the data are first read.
 * ``nuclei_synth_{train,val,test}``: synthetic nuclei (:mod:`maskrcnnpp.data.synthetic`),
   generated on first use into ``$MASKRCNNPP_CACHE`` (default ``~/.cache/maskrcnnpp``), keyed by
   image count, size, seed and generator version; sizes from ``DATASETS.NUCLEI.SYNTH_IMAGES`` /
@@ -18,15 +22,17 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.data.datasets import load_coco_json
 
 from ..config import get_maskrcnnpp_cfg
+from ..errors import UserError
 
 __all__ = [
     "DatasetNotPreparedError",
@@ -36,6 +42,8 @@ __all__ = [
     "register_nuclei_coco",
     "register_dsb2018",
     "register_synthetic",
+    "register_folders",
+    "parse_folder_entries",
     "setup_datasets",
     "dsb2018_root",
     "cache_dir",
@@ -149,6 +157,75 @@ def register_dsb2018(root: Optional[str] = None) -> None:
         _replace_registration(name, functools.partial(_load_dsb2018, split), meta)
 
 
+# ----------------------------------------------------------------------------- one's own prepared folders
+
+_FOLDERS: Dict[str, str] = {}  # name -> prepared folder, as registered by register_folders
+_FOLDER_KEY = "DATASETS.NUCLEI.FOLDERS"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def parse_folder_entries(entries: Iterable[object]) -> Dict[str, str]:
+    """``{name: absolute folder}`` of ``DATASETS.NUCLEI.FOLDERS`` entries ([NAME, FOLDER] or "NAME=FOLDER")."""
+    out: Dict[str, str] = {}
+    for entry in entries:
+        if isinstance(entry, str) and "=" in entry:
+            name, folder = entry.split("=", 1)
+        elif isinstance(entry, (list, tuple)) and len(entry) == 2 and all(isinstance(x, str) for x in entry):
+            name, folder = entry
+        else:
+            raise UserError(f"{_FOLDER_KEY}: {entry!r} is not a [NAME, FOLDER] pair or a 'NAME=FOLDER' string, "
+                            "e.g. [[\"mylab\", \"datasets/mylab\"]]")
+        name, folder = name.strip(), folder.strip()
+        if not _NAME.fullmatch(name):
+            raise UserError(f"{_FOLDER_KEY}: dataset name {name!r} must be letters, digits, '_', '.' or '-'")
+        if not folder:
+            raise UserError(f"{_FOLDER_KEY}: no folder given for {name!r}")
+        folder = str(Path(folder).expanduser().absolute())
+        if out.setdefault(name, folder) != folder:
+            raise UserError(f"{_FOLDER_KEY}: {name!r} is given twice, with {out[name]} and {folder}")
+    return out
+
+
+def _load_folder(name: str, root: str, split: str) -> list:
+    folder = Path(root)
+    json_file = folder / "annotations" / f"{split}.json"
+    if not json_file.is_file():
+        prepare = f"python datasets/prepare_folder.py --src YOUR_IMAGES --out {folder}"
+        if not folder.exists():
+            problem = "does not exist"
+        elif split != "all" and (folder / "annotations" / "all.json").is_file():
+            problem = f"was prepared without a split (no annotations/{split}.json); prepare a copy with a split"
+        else:
+            problem = f"holds no prepared dataset (no annotations/{split}.json)"
+        raise DatasetNotPreparedError(f"{name}_{split}: {_FOLDER_KEY} gives {name!r} the folder {folder}, which "
+                                      f"{problem}. Prepare it with: {prepare}")
+    return load_coco_json(str(json_file), str(folder / "images"), f"{name}_{split}")
+
+
+def register_folders(entries: Iterable[object]) -> Dict[str, str]:
+    """(Re-)register ``<name>_{train,val,test,all}`` for each prepared folder of ``entries``
+    (``DATASETS.NUCLEI.FOLDERS``); names registered by an earlier call and absent now are removed."""
+    folders = parse_folder_entries(entries)
+    for name in set(_FOLDERS) - set(folders):
+        for split in DSB2018_SPLITS:
+            DatasetCatalog.remove(f"{name}_{split}")
+            MetadataCatalog.remove(f"{name}_{split}")
+        del _FOLDERS[name]
+    registered = set(DatasetCatalog.list())
+    for name, root in folders.items():
+        taken = [f"{name}_{s}" for s in DSB2018_SPLITS if f"{name}_{s}" in registered]
+        if taken and name not in _FOLDERS:
+            raise UserError(f"{_FOLDER_KEY}: the name {name!r} would replace the registered dataset {taken[0]}; "
+                            "choose another name")
+        for split in DSB2018_SPLITS:
+            meta = Metadata(name=f"{name}_{split}")
+            meta.set(json_file=str(Path(root) / "annotations" / f"{split}.json"),
+                     image_root=str(Path(root) / "images"), **NUCLEI_METADATA)
+            _replace_registration(f"{name}_{split}", functools.partial(_load_folder, name, root, split), meta)
+        _FOLDERS[name] = root
+    return folders
+
+
 # ----------------------------------------------------------------------------- synthetic nuclei
 
 _SYNTH: Dict[str, object] = {}  # set by register_synthetic
@@ -210,10 +287,11 @@ def register_synthetic(num_images: Optional[Sequence[int]] = None, size: Optiona
 
 
 def setup_datasets(cfg) -> None:
-    """Re-register the DSB 2018 and synthetic names from ``cfg.DATASETS.NUCLEI`` (idempotent)."""
+    """Re-register the DSB 2018, synthetic and own-folder names from ``cfg.DATASETS.NUCLEI`` (idempotent)."""
     nuclei = cfg.DATASETS.NUCLEI
     register_dsb2018(nuclei.DSB2018_ROOT or None)
     register_synthetic(nuclei.SYNTH_IMAGES, nuclei.SYNTH_SIZE)
+    register_folders(nuclei.get("FOLDERS", ()))
 
 
 register_dsb2018()

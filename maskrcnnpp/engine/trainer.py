@@ -13,7 +13,8 @@ from collections import OrderedDict
 from typing import Dict, List, Optional
 
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import (DatasetCatalog, DatasetMapper, MetadataCatalog, build_detection_test_loader,
+                             build_detection_train_loader)
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import DatasetEvaluator
@@ -63,17 +64,20 @@ class KeepBestCheckpointer(hooks.BestCheckpointer):
                                             "iteration": self.best_iter}, indent=None, newline=False)
 
 
-def check_datasets(cfg: CfgNode) -> None:
-    """Fail early, with the fix, when a configured dataset is unknown or not prepared."""
+def check_datasets(cfg: CfgNode, test_only: bool = False) -> None:
+    """Fail early, with the fix, when a configured dataset is unknown or not prepared (with
+    ``test_only``, as for scoring a model, only those of DATASETS.TEST)."""
     from ..data import DatasetNotPreparedError
 
-    names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.VAL) + list(cfg.DATASETS.TEST)
+    names = ([] if test_only else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.VAL)) + list(cfg.DATASETS.TEST)
     registered = set(DatasetCatalog.list())
     for name in dict.fromkeys(names):
         if name not in registered:
-            nuclei = sorted(n for n in registered if n.startswith(("dsb2018", "nuclei_")))
+            nuclei = sorted(n for n in registered if MetadataCatalog.get(n).get("evaluator_type") == "nuclei")
             raise UserError(f"dataset {name!r} is not registered; nuclei datasets available: {', '.join(nuclei)} "
-                            "(or register your own COCO json with maskrcnnpp.data.register_nuclei_coco)")
+                            "(register a folder prepared by datasets/prepare_folder.py by name with "
+                            "DATASETS.NUCLEI.FOLDERS [[NAME, FOLDER]], or your own COCO json with "
+                            "maskrcnnpp.data.register_nuclei_coco)")
         try:
             DatasetCatalog.get(name)
         except DatasetNotPreparedError as e:

@@ -1,9 +1,13 @@
-"""One image: write its RGB PNG, turn its masks (or CSV rows) into COCO RLE, drop duplicates and overlaps."""
+"""One image: write its RGB PNG, turn its masks (or CSV rows) into COCO RLE, drop duplicates and overlaps.
+
+:func:`write_rgb_png`, :func:`mask_file_candidates` and :func:`image_record` are the steps the
+folder converter (:mod:`maskrcnnpp.data.folder`) shares.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -16,7 +20,7 @@ from .errors import DatasetError
 from .scan import ImageTask
 from .source import Source
 
-__all__ = ["convert_image"]
+__all__ = ["Candidate", "convert_image", "image_record", "mask_file_candidates", "write_rgb_png"]
 
 # (provenance key, provenance value, file for messages, RLE)
 Candidate = Tuple[str, object, str, dict]
@@ -25,44 +29,59 @@ Candidate = Tuple[str, object, str, dict]
 def convert_image(task: ImageTask, source: Source, images_dir: str, compress_level: int) -> dict:
     """Convert one image and its masks: write the RGB PNG, return its COCO annotations and corrections."""
     corrections: List[dict] = []
-    display = source.display(task.image_name)
-    arr, desc, mode = as_array(load(source.read(task.image_name), display))
-    rgb = image_to_rgb8(arr, mode, task.image_id, display, corrections)
-    del arr
-    height, width = rgb.shape[:2]
+    height, width, desc = write_rgb_png(task.image_id, task.image_name, source, images_dir, compress_level,
+                                        corrections)
     if task.csv_size is not None and task.csv_size != (height, width):
         raise DatasetError(
             f"{task.labels_path}:{task.rle_lines[0] if task.rle_lines else '?'}: image {task.image_id} is "
-            f"{task.csv_size[0]}x{task.csv_size[1]} (Height x Width) in the CSV but {height}x{width} in {display}"
+            f"{task.csv_size[0]}x{task.csv_size[1]} (Height x Width) in the CSV but {height}x{width} in "
+            f"{source.display(task.image_name)}"
         )
-    Image.fromarray(rgb).save(os.path.join(images_dir, f"{task.image_id}.png"), format="PNG",
-                              compress_level=compress_level)
-    del rgb
     if task.rles is None:
-        candidates = _mask_file_candidates(task, source, height, width, corrections)
+        candidates = mask_file_candidates(task.image_id, task.mask_names, source, height, width, corrections)
     else:
         candidates = _csv_candidates(task, height, width)
-    kept = _remove_overlaps(_drop_empty_and_duplicates(candidates, task.image_id, corrections), task.image_id, corrections)
+    return image_record(task.image_id, height, width, desc, candidates, corrections)
+
+
+def write_rgb_png(image_id: str, image_name: str, source: Source, images_dir: str, compress_level: int,
+                  corrections: List[dict]) -> Tuple[int, int, str]:
+    """Decode ``image_name``, write it as ``images_dir/<image_id>.png`` (8-bit RGB); its height, width, format."""
+    display = source.display(image_name)
+    arr, desc, mode = as_array(load(source.read(image_name), display))
+    rgb = image_to_rgb8(arr, mode, image_id, display, corrections)
+    del arr
+    height, width = rgb.shape[:2]
+    Image.fromarray(rgb).save(os.path.join(images_dir, f"{image_id}.png"), format="PNG",
+                              compress_level=compress_level)
+    return height, width, desc
+
+
+def image_record(image_id: str, height: int, width: int, desc: str, candidates: List[Candidate],
+                 corrections: List[dict]) -> dict:
+    """The converted image: its candidate masks without empties, duplicates and overlaps, as COCO annotations."""
+    kept = _remove_overlaps(_drop_empty_and_duplicates(candidates, image_id, corrections), image_id, corrections)
     annotations = [{
         key: value,
         "segmentation": {"size": [height, width], "counts": rle["counts"].decode("ascii")},
         "area": int(mask_util.area(rle)),
         "bbox": [float(v) for v in mask_util.toBbox(rle)],
     } for key, value, _, rle in kept]
-    return {"image_id": task.image_id, "height": height, "width": width, "format": desc,
+    return {"image_id": image_id, "height": height, "width": width, "format": desc,
             "annotations": annotations, "corrections": corrections}
 
 
-def _mask_file_candidates(task: ImageTask, source: Source, height: int, width: int,
-                          corrections: List[dict]) -> List[Candidate]:
+def mask_file_candidates(image_id: str, mask_names: Sequence[str], source: Source, height: int, width: int,
+                         corrections: List[dict]) -> List[Candidate]:
+    """One candidate per mask file (foreground = nonzero), each checked to have the image's size."""
     candidates = []
-    for name in task.mask_names:
+    for name in mask_names:
         mdisplay = source.display(name)
         decoded = load(source.read(name), mdisplay)
         if size_of(decoded) != (height, width):
             mh, mw = size_of(decoded)
             raise DatasetError(f"{mdisplay}: mask is {mh}x{mw} but its image is {height}x{width}")
-        rle = _mask_rle(decoded, task.image_id, mdisplay, corrections)
+        rle = _mask_rle(decoded, image_id, mdisplay, corrections)
         candidates.append(("mask_id", Path(name).stem, mdisplay, rle))
     return candidates
 

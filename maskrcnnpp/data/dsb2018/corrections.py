@@ -26,6 +26,14 @@ CORRECTION_KINDS = {
     # The text is written into manifests; "--labels" stays so that existing manifests keep their bytes.
     "image_without_labels": "image absent from the --labels CSV: not converted",
     "usage_ignored": "image whose CSV Usage is 'Ignored': not converted",
+    # Label images and COCO JSONs of the folder converter (maskrcnnpp.data.folder)
+    "labels_not_grey": "label image with identical colour channels: the first channel taken as the labels",
+    "labels_float": "label image of floats holding whole numbers: taken as integer labels",
+    "labels_binary": "label image with a single nonzero value (a foreground mask): each 8-connected region "
+                     "taken as one nucleus",
+    "labels_empty": "label image without any nucleus: the image kept with no annotations",
+    "crowd_dropped": "COCO annotation with iscrowd 1 (a region, not one nucleus): dropped",
+    "image_not_in_coco": "image file not listed in the COCO JSON: not converted",
 }
 FORMAT_CONVERSIONS = {"alpha_removed", "grey_to_rgb", "palette_to_rgb"}
 

@@ -16,10 +16,11 @@ __all__ = ["Decoded", "as_array", "image_to_rgb8", "load", "size_of"]
 
 Decoded = Union[Image.Image, np.ndarray]
 _PLAIN_MODES = ("L", "LA", "RGB", "RGBA")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
 def load(data: bytes, display: str) -> Decoded:
-    """Decoded image file: a loaded PIL image, or an array for 16-bit PNGs."""
+    """Decoded image file: a loaded PIL image, or an array (16-bit PNGs, TIFFs Pillow cannot read)."""
     header = png_ihdr(data[:26])
     if header is not None and header[0] == 16:
         # Pillow reduces 16-bit colour PNGs to 8 bits on load; OpenCV keeps all 16.
@@ -31,15 +32,27 @@ def load(data: bytes, display: str) -> Decoded:
         im = Image.open(io.BytesIO(data))
         im.load()
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError) as e:
+        if data[:4] in _TIFF_MAGIC:  # 16-bit colour, float or tiled TIFFs that Pillow cannot read
+            return _load_tiff(data, display, e)
         raise DatasetError(f"{display}: cannot decode the image (corrupt or truncated?): {e}") from None
     return im
+
+
+def _load_tiff(data: bytes, display: str, pillow_error: Exception) -> np.ndarray:
+    import tifffile
+
+    try:
+        arr = tifffile.imread(io.BytesIO(data))
+    except Exception:  # noqa: BLE001  (tifffile raises many types for damaged files)
+        raise DatasetError(f"{display}: cannot decode the image (corrupt or truncated?): {pillow_error}") from None
+    return np.squeeze(arr) if arr.ndim > 3 or (arr.ndim == 3 and 1 in arr.shape) else arr
 
 
 def as_array(decoded: Decoded) -> Tuple[np.ndarray, str, str]:
     """Pixel array (H, W[, C]) of a decoded file, its format description and PIL-like mode."""
     if isinstance(decoded, np.ndarray):
         mode = "L" if decoded.ndim == 2 else {2: "LA", 3: "RGB", 4: "RGBA"}.get(decoded.shape[2], "?")
-        return decoded, f"{mode} 16-bit", mode
+        return decoded, f"{mode} {decoded.dtype.itemsize * 8}-bit", mode
     im, mode = decoded, decoded.mode
     desc = f"{mode} {'16-bit' if mode.startswith('I;16') else '32-bit' if mode in ('I', 'F') else '8-bit'}"
     if mode in ("P", "PA"):

@@ -13,13 +13,15 @@ from ...utils.files import partial_dir, remove_stale_partials, sha256_of_file
 from ...utils.kaggle_rle import KaggleCsvError, KaggleLabels, read_kaggle_csv
 from .corrections import log_corrections
 from .errors import DatasetError
-from .pool import run_tasks
-from .scan import scan
+from .convert import convert_image
+from .pool import Converter, run_tasks
+from .scan import Plan, scan
 from .source import Source
 from .split import DEFAULT_SPLIT, parse_split
-from .write import commit, identity_of, read_manifest, verify_output, write_dataset, write_manifest
+from .write import (DSB2018_FLAVOUR, Flavour, commit, identity_of, read_manifest, verify_output, write_dataset,
+                    write_manifest)
 
-__all__ = ["PrepareResult", "prepare_dsb2018"]
+__all__ = ["PrepareResult", "check_existing", "prepare_dsb2018", "run_conversion"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,16 @@ class PrepareResult:
     root: Path
     manifest: dict
     status: str  # "created", "rebuilt" (an incomplete copy was replaced) or "unchanged"
+
+    def summary(self) -> str:
+        """One line: where, what was done, images/annotations per split, corrections, the manifest."""
+        counts = self.manifest["counts"]
+        parts = ", ".join(f"{name} {c['images']}/{c['annotations']}" for name, c in counts["splits"].items())
+        corrections = ", ".join(f"{k} x{v}" for k, v in counts["corrections"].items()) or "none"
+        verb = {"unchanged": "already prepared, nothing to do", "created": "written",
+                "rebuilt": "rewritten (was incomplete)"}[self.status]
+        return (f"{self.root}: {verb}. images/annotations: {parts}. corrections: {corrections}. "
+                f"Manifest: {os.path.join(str(self.root), 'manifest.json')}")
 
 
 def _read_labels(labels: Path) -> KaggleLabels:
@@ -47,7 +59,7 @@ def _describe_difference(old: dict, new: dict) -> str:
     return "; ".join(diffs) or "unknown difference"
 
 
-def _check_existing(out: Path, identity: dict) -> Tuple[Optional[PrepareResult], bool]:
+def check_existing(out: Path, identity: dict) -> Tuple[Optional[PrepareResult], bool]:
     """(the result when ``out`` already holds this dataset intact, whether to replace an incomplete copy)."""
     if not out.exists():
         return None, False
@@ -96,26 +108,39 @@ def prepare_dsb2018(
         labels = None if labels is None else Path(labels)
         kaggle = None if labels is None else _read_labels(labels)
         identity = identity_of(source.sha256(), sha256_of_file(labels) if labels else None, split, seed)
-        done, replace = _check_existing(out, identity)
+        done, replace = check_existing(out, identity)
         if done is not None:
             return done
 
         plan = scan(source, kaggle)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(out)
-        tmp = partial_dir(out)
-        (tmp / "images").mkdir(parents=True)
-        (tmp / "annotations").mkdir()
-        try:
-            results = run_tasks(source, plan.tasks, tmp / "images", workers, progress, compress_level)
-            manifest = write_dataset(tmp, results, plan, identity, source, labels, split, seed)
-            manifest["seconds"] = round(time.time() - start, 2)
-            write_manifest(tmp, manifest)
-            log_corrections(manifest["corrections"])
-            status = commit(tmp, out, identity, replace)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        return run_conversion(source, out, plan, identity, replace, labels=labels, split=split, seed=seed,
+                              workers=workers, progress=progress, compress_level=compress_level, start=start)
+
+
+def run_conversion(source: Source, out: Path, plan: Plan, identity: dict, replace: bool, *,
+                   labels: Optional[Path], split: Optional[Sequence[float]], seed: int, workers: Optional[int],
+                   progress: bool, compress_level: int, start: float, convert: Converter = convert_image,
+                   flavour: Flavour = DSB2018_FLAVOUR) -> PrepareResult:
+    """Convert ``plan``'s tasks with ``convert`` into a hidden sibling of ``out``, write the COCO jsons and
+    the manifest there, and rename it into place; nothing is left behind on failure."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)
+    tmp = partial_dir(out)
+    (tmp / "images").mkdir(parents=True)
+    (tmp / "annotations").mkdir()
+    try:
+        results = run_tasks(source, plan.tasks, tmp / "images", workers, progress, compress_level, convert,
+                            desc=flavour.format.rsplit("-", 1)[-1])
+        manifest = write_dataset(tmp, results, plan, identity, source, labels, split, seed, flavour)
+        manifest["seconds"] = round(time.time() - start, 2)
+        write_manifest(tmp, manifest)
+        log_corrections(manifest["corrections"])
+        status = commit(tmp, out, identity, replace)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        source.close()
     if status == "unchanged":
         manifest = read_manifest(out)
     logger.info("%s: %d images, %d annotations (%s) in %.1f s", out, manifest["counts"]["images"],

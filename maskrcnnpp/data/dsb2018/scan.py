@@ -10,7 +10,7 @@ from .corrections import correction
 from .errors import DatasetError
 from .source import Source
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageTask", "Plan", "scan"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageTask", "Plan", "is_junk", "scan"]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -54,7 +54,8 @@ class _Index:
     ignored: List[str] = field(default_factory=list)
 
 
-def _is_junk(parts: List[str]) -> bool:
+def is_junk(parts: List[str]) -> bool:
+    """Whether a file (its name split at '/') is never read: hidden files and macOS zip leftovers."""
     return "__MACOSX" in parts or parts[-1].startswith(".")
 
 
@@ -63,7 +64,7 @@ def _index(source: Source) -> _Index:
     index = _Index()
     for name in source.names():
         parts = name.split("/")
-        if _is_junk(parts):
+        if is_junk(parts):
             index.ignored.append(name)
         elif len(parts) >= 3 and parts[-2] in ("images", "masks"):
             image_id, folder = parts[-3], "/".join(parts[:-2])

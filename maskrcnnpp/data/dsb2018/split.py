@@ -14,14 +14,18 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def parse_split(text: Union[str, Sequence[float], None]) -> Optional[Tuple[float, float, float]]:
-    """Validated (train, val, test) fractions from ``"0.5,0.2,0.3"``/a sequence, or None for ``"none"``."""
+    """Validated (train, val, test) fractions from ``"0.5,0.2,0.3"``/a sequence, None for ``"none"``;
+    a split's name (``"train"``) puts every image in it (for folders too small to split)."""
     if text is None or (isinstance(text, str) and text.strip().lower() == "none"):
         return None
+    if isinstance(text, str) and text.strip().lower() in SPLIT_NAMES:
+        return tuple(float(name == text.strip().lower()) for name in SPLIT_NAMES)  # type: ignore[return-value]
     if isinstance(text, str):
         try:
             values = [float(v) for v in text.split(",")]
         except ValueError:
-            raise DatasetError(f"split {text!r}: expected three numbers like 0.5,0.2,0.3 or 'none'") from None
+            raise DatasetError(f"split {text!r}: expected three numbers like 0.5,0.2,0.3, a split's name "
+                               "(train, val, test: all images in it) or 'none'") from None
     else:
         values = [float(v) for v in text]
     if len(values) != 3:

@@ -6,6 +6,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -16,7 +17,7 @@ from .scan import Plan
 from .source import Source
 from .split import split_image_ids
 
-__all__ = ["CATEGORY", "FORMAT", "FORMAT_VERSION", "commit", "identity_of", "read_manifest", "verify_output",
+__all__ = ["CATEGORY", "DSB2018_FLAVOUR", "FORMAT", "FORMAT_VERSION", "Flavour", "commit", "identity_of", "read_manifest", "verify_output",
            "write_dataset", "write_manifest"]
 
 FORMAT = "maskrcnnpp-dsb2018"
@@ -24,19 +25,43 @@ FORMAT_VERSION = 1
 CATEGORY = {"id": 1, "name": "nucleus", "supercategory": "nucleus"}
 
 
+@dataclass(frozen=True)
+class Flavour:
+    """What tells the prepared folders of one converter apart: format name, COCO info and licences,
+    the image entries' key holding the source's image id, the manifest's converter line."""
+
+    format: str
+    info: dict
+    licenses: Tuple[dict, ...]
+    id_key: str
+    converter: str
+
+
+DSB2018_FLAVOUR = Flavour(
+    format=FORMAT,
+    info={"description": "Data Science Bowl 2018 nuclei (BBBC038), converted by maskrcnnpp",
+          "url": "https://bbbc.broadinstitute.org/BBBC038", "version": str(FORMAT_VERSION)},
+    licenses=({"id": 1, "name": "CC0 1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"},),
+    id_key="dsb_id",
+    converter=f"maskrcnnpp.data.dsb2018 format {FORMAT_VERSION}",
+)
+
+
 def _write_json(path: Path, obj: dict) -> None:
     # Compact, without a trailing newline: the bytes of every dataset prepared so far.
     write_json(str(path), obj, indent=None, separators=(",", ":"), newline=False)
 
 
-def identity_of(source_sha: str, labels_sha: Optional[str], split: Optional[Sequence[float]], seed: int) -> dict:
-    """What makes two prepared datasets the same: format, source and labels checksums, split."""
+def identity_of(source_sha: str, labels_sha: Optional[str], split: Optional[Sequence[float]], seed: int,
+                flavour: Flavour = DSB2018_FLAVOUR, **extra) -> dict:
+    """What makes two prepared datasets the same: format, source and labels checksums, split (and ``extra``)."""
     return {
-        "format": FORMAT,
+        "format": flavour.format,
         "format_version": FORMAT_VERSION,
         "source_sha256": source_sha,
         "labels_sha256": labels_sha,
         "split": None if split is None else {"fractions": list(split), "seed": int(seed)},
+        **extra,
     }
 
 
@@ -77,24 +102,25 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     _write_json(folder / "manifest.json", manifest)
 
 
-def _coco(images: List[dict], annotations: List[dict]) -> dict:
+def _coco(images: List[dict], annotations: List[dict], flavour: Flavour) -> dict:
     return {
-        "info": {"description": "Data Science Bowl 2018 nuclei (BBBC038), converted by maskrcnnpp",
-                 "url": "https://bbbc.broadinstitute.org/BBBC038", "version": str(FORMAT_VERSION)},
-        "licenses": [{"id": 1, "name": "CC0 1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
+        "info": dict(flavour.info),
+        "licenses": [dict(lic) for lic in flavour.licenses],
         "images": images,
         "annotations": annotations,
         "categories": [dict(CATEGORY)],
     }
 
 
-def _number(by_id: Dict[str, dict]) -> Tuple[Dict[str, dict], Dict[str, List[dict]]]:
+def _number(by_id: Dict[str, dict], flavour: Flavour) -> Tuple[Dict[str, dict], Dict[str, List[dict]]]:
     """COCO image entries and annotations by image id, numbered in image id order."""
     entries, per_image, next_ann = {}, {}, 1
     for number, image_id in enumerate(sorted(by_id), start=1):
         r = by_id[image_id]
         entries[image_id] = {"id": number, "file_name": f"{image_id}.png", "height": r["height"],
-                             "width": r["width"], "dsb_id": image_id, "license": 1}
+                             "width": r["width"], flavour.id_key: image_id}
+        if flavour.licenses:
+            entries[image_id]["license"] = flavour.licenses[0]["id"]
         anns = []
         for a in r["annotations"]:
             anns.append({"id": next_ann, "image_id": number, "category_id": CATEGORY["id"], "iscrowd": 0, **a})
@@ -104,7 +130,7 @@ def _number(by_id: Dict[str, dict]) -> Tuple[Dict[str, dict], Dict[str, List[dic
 
 
 def _write_splits(tmp: Path, entries: Dict[str, dict], per_image: Dict[str, List[dict]],
-                  split: Optional[Sequence[float]], seed: int) -> Tuple[dict, dict]:
+                  split: Optional[Sequence[float]], seed: int, flavour: Flavour) -> Tuple[dict, dict]:
     """Write annotations/<split>.json for "all" and each split; their file records and counts."""
     ids = sorted(entries)
     splits = {"all": ids}
@@ -114,19 +140,20 @@ def _write_splits(tmp: Path, entries: Dict[str, dict], per_image: Dict[str, List
     for name, members in splits.items():
         anns = [a for i in members for a in per_image[i]]
         path = tmp / "annotations" / f"{name}.json"
-        _write_json(path, _coco([entries[i] for i in members], anns))
+        _write_json(path, _coco([entries[i] for i in members], anns, flavour))
         files[f"annotations/{name}.json"] = _file_record(path)
         counts[name] = {"images": len(members), "annotations": len(anns)}
     return files, counts
 
 
 def write_dataset(tmp: Path, results: List[dict], plan: Plan, identity: dict, source: Source,
-                  labels: Optional[Path], split: Optional[Sequence[float]], seed: int) -> dict:
+                  labels: Optional[Path], split: Optional[Sequence[float]], seed: int,
+                  flavour: Flavour = DSB2018_FLAVOUR) -> dict:
     """Write the COCO jsons into ``tmp`` and return the manifest (without writing it)."""
     by_id = {r["image_id"]: r for r in results}
-    entries, per_image = _number(by_id)
+    entries, per_image = _number(by_id, flavour)
     corrections = list(plan.corrections) + [c for i in sorted(by_id) for c in by_id[i]["corrections"]]
-    files, split_counts = _write_splits(tmp, entries, per_image, split, seed)
+    files, split_counts = _write_splits(tmp, entries, per_image, split, seed, flavour)
     counts = {"images": len(entries), "annotations": sum(len(a) for a in per_image.values()), "splits": split_counts}
     counts["corrections"] = dict(sorted(Counter(c["kind"] for c in corrections).items()))
     counts["images_without_annotations"] = sum(1 for i in per_image if not per_image[i])
@@ -148,7 +175,7 @@ def write_dataset(tmp: Path, results: List[dict], plan: Plan, identity: dict, so
         "notes": plan.notes,
         "files": files,
         "images": {f"{i}.png": (tmp / "images" / f"{i}.png").stat().st_size for i in sorted(by_id)},
-        "converter": f"maskrcnnpp.data.dsb2018 format {FORMAT_VERSION}",
+        "converter": flavour.converter,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

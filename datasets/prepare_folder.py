@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Convert a folder of your own annotated nuclei images to COCO instances for training.
+
+    python datasets/prepare_folder.py --src mylab/ --out datasets/mylab
+    python datasets/prepare_folder.py --src mylab/ --out datasets/mylab --split train      # tiny folder: all in train
+    python datasets/prepare_folder.py --src images/ --coco annotations.json --out datasets/mylab
+
+--src (a folder or a zip) holds one of three layouts, detected unless --layout names it:
+
+* labels: images <stem>.png|tif|tiff|jpg|bmp with instance label images <stem>_labels.tif|png
+  (0 = background, k = nucleus k; what tools/predict.py writes), paired by stem anywhere below --src;
+* masks: one binary mask file per nucleus, <id>/images/<id>.png + <id>/masks/*.png (the DSB 2018 layout);
+* coco: images with a COCO instances JSON (polygons or RLE) whose file_name entries name them
+  (--coco FILE, else the one COCO JSON inside --src).
+
+OUT receives images/<stem>.png (RGB), annotations/all.json and, unless --split none,
+annotations/{train,val,test}.json, and manifest.json (counts, checksums, every correction), as
+datasets/prepare_dsb2018.py writes them. Re-running with the same inputs is a no-op. Train on it
+by registering it under a name of your choice with the config key DATASETS.NUCLEI.FOLDERS, e.g.
+
+    python tools/train_net.py --config nuclei_maskrcnnpp_r18 MODEL.WEIGHTS zoo:nuclei_maskrcnnpp_r18 \\
+        DATASETS.NUCLEI.FOLDERS '[["mylab", "datasets/mylab"]]' \\
+        DATASETS.TRAIN '("mylab_train",)' DATASETS.TEST '("mylab_test",)'
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from maskrcnnpp.cli import report_disk_error
+from maskrcnnpp.data.dsb2018 import DatasetError
+from maskrcnnpp.data.folder import LAYOUTS, prepare_folder
+
+# The library names its arguments; the command line's options for them.
+OPTIONS = {"layout": "--layout", "coco_json": "--coco", "out": "--out", "split": "--split"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", required=True, help="folder or zip of images with their annotations")
+    parser.add_argument("--out", required=True, help="output folder (created; must be absent, empty, or hold this same dataset)")
+    parser.add_argument("--layout", default="auto", choices=("auto",) + LAYOUTS,
+                        help="how the annotations are given (default: auto, detected)")
+    parser.add_argument("--coco", default=None, metavar="FILE", help="COCO instances JSON of the images (layout coco)")
+    parser.add_argument("--split", default="0.5,0.2,0.3",
+                        help="train,val,test fractions of the images summing to 1; train, val or test to keep "
+                             "every image in that split; or 'none' (default: 0.5,0.2,0.3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default: 0)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: os.cpu_count())")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # Counts of corrections at INFO, each correction that changes pixels at WARNING; all in the manifest.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("maskrcnnpp.data").setLevel(logging.INFO)
+    if args.workers is not None and args.workers < 1:
+        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
+
+    def stop(signum, frame):  # SIGTERM like Ctrl-C: the pool is terminated and the partial folder removed
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        result = prepare_folder(args.src, args.out, layout=args.layout, coco_json=args.coco, split=args.split,
+                                seed=args.seed, workers=args.workers, progress=not args.no_progress)
+    except DatasetError as e:
+        option = f" (option {OPTIONS[e.argument]})" if getattr(e, "argument", None) in OPTIONS else ""
+        print(f"error: {e}{option}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out} is left as it was (the partial conversion is removed)", file=sys.stderr)
+        return 130
+    except OSError as e:  # a full or read-only disk: the partial output is already removed
+        return report_disk_error(e)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
