@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
 
-from maskrcnnpp.data.dsb2018 import DatasetError, parse_split, prepare_dsb2018  # noqa: E402
-from maskrcnnpp.cli import report_disk_error  # noqa: E402
+from maskrcnnpp.data.dsb2018 import parse_split, prepare_dsb2018  # noqa: E402
+from maskrcnnpp.cli import run_preparation  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,32 +41,10 @@ def main(argv=None) -> int:
     # Counts of corrections at INFO, each correction that changes pixels at WARNING; all in the manifest.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("maskrcnnpp.data.dsb2018").setLevel(logging.INFO)
-    if args.workers is not None and args.workers < 1:
-        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
-    def stop(signum, frame):  # SIGTERM like Ctrl-C: the pool is terminated and the partial folder removed
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        split = parse_split(args.split)
-        result = prepare_dsb2018(
-            args.src, args.out, labels=args.labels, split=split, seed=args.seed,
-            workers=args.workers, progress=not args.no_progress,
-        )
-    except DatasetError as e:
-        option = f" (option --{e.argument})" if getattr(e, "argument", None) else ""
-        print(f"error: {e}{option}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: {args.out} is left as it was (the partial conversion is removed)", file=sys.stderr)
-        return 130
-    except OSError as e:  # a full or read-only disk: the partial output is already removed
-        return report_disk_error(e)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(result.summary())
-    return 0
+    return run_preparation(
+        lambda: prepare_dsb2018(args.src, args.out, labels=args.labels, split=parse_split(args.split), seed=args.seed,
+                                workers=args.workers, progress=not args.no_progress),
+        args.out, lambda argument: f"--{argument}" if argument else None, args.workers)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
-from maskrcnnpp.cli import report_disk_error
-from maskrcnnpp.data.dsb2018 import DatasetError
+from maskrcnnpp.cli import run_preparation
 from maskrcnnpp.data.folder import LAYOUTS, prepare_folder
 
 # The library names its arguments; the command line's options for them.
@@ -58,30 +56,10 @@ def main(argv=None) -> int:
     # Counts of corrections at INFO, each correction that changes pixels at WARNING; all in the manifest.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("maskrcnnpp.data").setLevel(logging.INFO)
-    if args.workers is not None and args.workers < 1:
-        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
-
-    def stop(signum, frame):  # SIGTERM like Ctrl-C: the pool is terminated and the partial folder removed
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        result = prepare_folder(args.src, args.out, layout=args.layout, coco_json=args.coco, split=args.split,
-                                seed=args.seed, workers=args.workers, progress=not args.no_progress)
-    except DatasetError as e:
-        option = f" (option {OPTIONS[e.argument]})" if getattr(e, "argument", None) in OPTIONS else ""
-        print(f"error: {e}{option}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: {args.out} is left as it was (the partial conversion is removed)", file=sys.stderr)
-        return 130
-    except OSError as e:  # a full or read-only disk: the partial output is already removed
-        return report_disk_error(e)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(result.summary())
-    return 0
+    return run_preparation(
+        lambda: prepare_folder(args.src, args.out, layout=args.layout, coco_json=args.coco, split=args.split,
+                               seed=args.seed, workers=args.workers, progress=not args.no_progress),
+        args.out, OPTIONS.get, args.workers)
 
 
 if __name__ == "__main__":

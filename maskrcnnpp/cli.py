@@ -6,12 +6,12 @@ import errno
 import functools
 import sys
 import tempfile
-from typing import Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from .errors import UserError, check_probability
 
 __all__ = ["DISK_ERRNOS", "UserError", "check_threshold", "disk_error_message", "ensure_output_dir",
-           "exit_on_user_error", "report_disk_error"]
+           "exit_on_user_error", "report_disk_error", "run_preparation"]
 
 T = TypeVar("T")
 
@@ -94,3 +94,38 @@ def ensure_output_dir(path: str, option: str, create: bool = True) -> str:
 
 # A threshold given on a command line is checked as the library checks its config keys.
 check_threshold = check_probability
+
+
+def run_preparation(prepare: Callable[[], Any], out: str, option_of: Callable[[Optional[str]], Optional[str]],
+                    workers: Optional[int] = None) -> int:
+    """Run a dataset preparation (``datasets/prepare_*.py``) and return its exit status: 0 with the
+    result's ``summary()`` printed; 2 with one error line for bad ``workers`` or a ``DatasetError``
+    (``option_of`` maps the library's argument name to the option to name); 130 on Ctrl-C or SIGTERM
+    (the partial folder is removed, ``out`` left as it was); a full or read-only disk as one line."""
+    import signal
+
+    from .data.dsb2018 import DatasetError
+
+    if workers is not None and workers < 1:
+        print(f"error: --workers must be >= 1, got {workers}", file=sys.stderr)
+        return 2
+
+    def stop(signum, frame):  # SIGTERM like Ctrl-C: the pool is terminated and the partial folder removed
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        result = prepare()
+    except DatasetError as e:
+        option = option_of(getattr(e, "argument", None))
+        print(f"error: {e}{f' (option {option})' if option else ''}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {out} is left as it was (the partial conversion is removed)", file=sys.stderr)
+        return 130
+    except OSError as e:  # a full or read-only disk: the partial output is already removed
+        return report_disk_error(e)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(result.summary())
+    return 0
