@@ -58,7 +58,7 @@ def run(tmp_path):
         writer.writerows(rows)
     config = tmp_path / "shipped.yaml"
     config.write_text('_BASE_: "%s"\nINPUT:\n  MIN_SIZE_TEST: 320\n  MAX_SIZE_TEST: 640\nTEST:\n  NUCLEI:\n'
-                      '    SCORE_THRESH: 0.65\n' % os.path.join(zoo_tool.__file__, "..", "..", "configs", "maskrcnnpp_tiny.yaml"))
+                      '    SCORE_THRESH: 0.65\n' % os.path.join(os.path.dirname(zoo_tool.__file__), "..", "configs", "maskrcnnpp_tiny.yaml"))
     return run_dir, config
 
 
@@ -72,11 +72,11 @@ def _export_error(capsys, run_dir, config, *extra):
 def test_other_test_time_settings_need_a_retest_of_the_runs_weights(run, tmp_path, capsys):
     run_dir, config = run
     err = _export_error(capsys, run_dir, config)
-    assert "has other test-time settings than the run (TEST.NUCLEI.SCORE_THRESH): give --retest" in err
+    assert "has other test-time settings than the run (TEST.NUCLEI.SCORE_THRESH): an evaluation of the run's weights" in err
     retest = tmp_path / "retest"
     retest.mkdir()
     err = _export_error(capsys, run_dir, config, "--retest", str(retest))
-    assert f"--retest {retest}: no config.yaml" in err
+    assert f"re-test folder {retest}: no config.yaml" in err
     from maskrcnnpp.config import setup_cfg
 
     cfg = setup_cfg(str(config), device="cpu")
@@ -95,7 +95,7 @@ def test_other_test_time_settings_need_a_retest_of_the_runs_weights(run, tmp_pat
     cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.3
     (retest / "config.yaml").write_text(cfg.dump())
     err = _export_error(capsys, run_dir, config, "--retest", str(retest))
-    assert "was evaluated with other settings than --config" in err and "MODEL.ROI_HEADS.NMS_THRESH_TEST" in err
+    assert "was evaluated with other settings than config" in err and "MODEL.ROI_HEADS.NMS_THRESH_TEST" in err
 
 
 def test_a_config_that_changes_more_than_post_processing_is_refused(run, tmp_path, capsys):
@@ -103,3 +103,24 @@ def test_a_config_that_changes_more_than_post_processing_is_refused(run, tmp_pat
     config.write_text(config.read_text().replace("MIN_SIZE_TEST: 320", "MIN_SIZE_TEST: 448"))
     err = _export_error(capsys, run_dir, config, "--retest", str(tmp_path))
     assert "predicts differently from the run" in err and "INPUT.MIN_SIZE_TEST" in err
+
+
+def test_the_diameter_command_stores_the_nominal_diameter_in_the_card(tmp_path, monkeypatch, capsys):
+    import math
+
+    monkeypatch.setattr(model_zoo, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(model_zoo, "ZOO_FILE", tmp_path / "zoo.json")
+    sha = model_zoo.export_fp16_weights(save_tiny_weights(tmp_path), str(tmp_path / "t.pth"))
+    model_zoo.register(model_zoo.ZooModel("t", "nuclei_maskrcnnpp_r18", "t.pth", sha, "s", {"test": {"score": 0.5}}))
+    gt = {"images": [{"id": 1, "height": 160, "width": 160}],  # x2 to the training short side 320
+          "annotations": [{"image_id": 1, "area": math.pi * 25}, {"image_id": 1, "area": math.pi * 36}]}
+    (tmp_path / "train.json").write_text(json.dumps(gt))
+    assert zoo_tool.main(["diameter", "--name", "t", "--gt", str(tmp_path / "train.json")]) == 0
+    assert "t: nominal nucleus diameter 22.000 px" in capsys.readouterr().out  # median of 20 and 24
+    card = model_zoo.get("t").card
+    assert card["nominal_diameter"]["pixels"] == 22.0 and card["test"] == {"score": 0.5}
+    assert model_zoo.get("t").nominal_diameter == 22.0
+    with pytest.raises(SystemExit) as exc:
+        zoo_tool.main(["diameter", "--name", "t", "--gt", str(tmp_path / "missing.json")])
+    assert exc.value.code == 2
+    assert "training annotations" in capsys.readouterr().err
