@@ -21,19 +21,22 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..utils.images import (  # noqa: F401  (the conversion's names, importable from here as before)
-    PERCENTILES,
-    PNG_SIGNATURE,
+from ..utils.images import (
     RESCALE_MODES,
     check_layout,
-    colour_channels,
     decode_with_opencv,
     intensity_image,
-    intensity_range,
     png_ihdr,
-    rescale_to_uint8,
     to_uint8_rgb,
 )
+
+__all__ = [
+    # the conversion's names that other modules import from here
+    "RESCALE_MODES", "intensity_image", "to_uint8_rgb",
+    "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "PNG_GREY_ALPHA", "STACK_AXES", "CHANNEL_AXES",
+    "ImageReadError", "ChannelChoiceNeeded", "ChannelChoice",
+    "read_image", "select_channels", "png_colour_type", "image_kind", "list_image_files",
+]
 
 logger = logging.getLogger(__name__)
 
