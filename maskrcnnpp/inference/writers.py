@@ -91,10 +91,9 @@ def write_coco_results(path: str, results: List[Dict[str, Any]]) -> None:
 # ---------------------------------------------------------------------- Kaggle CSV
 def write_kaggle(path: str, predictions: Mapping[str, NucleiPrediction]) -> int:
     """Write the DSB 2018 RLE CSV (``ImageId,EncodedPixels``) of ``{image_id: prediction}``; return the rows."""
-    from ..utils.kaggle_rle import write_kaggle_csv
+    from ..utils.kaggle_rle import write_kaggle_csv  # atomic itself: no half-written CSV
 
-    with atomic_path(path) as tmp:
-        return write_kaggle_csv(tmp, {image_id: p.labels for image_id, p in predictions.items()})
+    return write_kaggle_csv(path, {image_id: p.labels for image_id, p in predictions.items()})
 
 
 # ---------------------------------------------------------------------- per-nucleus table
