@@ -189,7 +189,7 @@ def measure_target(target: Target, settings: Settings, shared_train: Optional[Di
         DetectionCheckpointer(model).load(resolve_weights(cfg.MODEL.WEIGHTS))
         weights = cfg.MODEL.WEIGHTS
     else:
-        weights = None  # set below, once inputs exist
+        weights = None  # set by the first size's row, once inputs exist
     params = count_parameters(model)
     params_used = None
     rows = []
@@ -198,41 +198,9 @@ def measure_target(target: Target, settings: Settings, shared_train: Optional[Di
         row: Dict[str, object] = {k: None for k in ROW_FIELDS}
         row.update(label=target.label, config=target.name, mode=target.mode, size=size, device=str(device),
                    amp=settings.amp, channels_last=settings.channels_last, params=params)
-        with SyntheticBatches(cfg, size, pool=max(2, settings.train_batch)) as data:
-            inputs = data.inference(1)
-            if weights is None:
-                weights = f"random, {calibrate_batch_norm(model, inputs)} BatchNorm layers calibrated on a {size}px image"
-            row["weights"] = weights
-            if params_used is None:
-                params_used = count_parameters_used(model, inputs)
-            row["params_used"] = params_used
-            if settings.flops:
-                report = count_flops(model, inputs)
-                row.update(gflops=report.gflops, gflops_by_module=report.by_module,
-                           gflops_by_submodule=report.by_submodule, flops_uncounted_ops=report.uncounted_ops)
-            row["network_ms"] = time_calls(network_call(model, inputs, settings.amp), device, settings.warmup, settings.iters).median_ms
-            run = inference_call(model, inputs, settings.amp)
-            with PeakMemory(device, baseline) as mem:
-                stats = time_calls(run, device, settings.warmup, settings.iters)
-                row["detections"] = count_detections(run())
-            row.update(latency_median_ms=stats.median_ms, latency_p90_ms=stats.p90_ms, latency_iters=stats.n,
-                       infer_peak_mb=mem.peak_mb, memory_method=mem.method)
-            if settings.throughput:
-                thr = measure_throughput(model, data.inference, settings.amp, settings.resolved_max_batch(),
-                                         iters=max(1, min(settings.iters, 3)))
-                row.update(throughput_images_per_s=thr["images_per_s"], throughput_batch=thr["batch"],
-                           throughput_tried=thr["tried"])
-            if shared_train is not None and size in shared_train:
-                row.update(shared_train[size])
-            elif settings.train:
-                batch = data.training(settings.train_batch)
-                with PeakMemory(device, baseline) as mem:
-                    tstats = measure_train_step(model, batch, settings.amp, warmup=1, iters=settings.train_iters or settings.iters)
-                row.update(train_iter_ms=tstats.median_ms, train_iter_p90_ms=tstats.p90_ms,
-                           train_images_per_s=settings.train_batch / (tstats.median_ms / 1000.0),
-                           train_batch=settings.train_batch, train_peak_mb=mem.peak_mb, train_measured_on=target.label)
-                del batch
-        row.update({k: v for k, v in loader.items()} if loader else {})
+        _measure_size(row, model, cfg, target, settings, size, baseline, weights, params_used, shared_train)
+        weights, params_used = row["weights"], row["params_used"]  # measured once, on the first size
+        row.update(loader)
         if row["loader_images_per_s"] and row["train_images_per_s"]:
             row["loader_vs_train"] = row["loader_images_per_s"] / row["train_images_per_s"]
         logger.info("%s @%d: latency %.1f ms (p90 %.1f), network %.1f ms", target.label, size,
@@ -242,6 +210,50 @@ def measure_target(target: Target, settings: Settings, shared_train: Optional[Di
     release_free_memory()
     return rows
 
+
+def _measure_size(row: Dict[str, object], model: torch.nn.Module, cfg: CfgNode, target: Target, settings: Settings,
+                  size: int, baseline: Optional[float], weights: Optional[str], params_used: Optional[int],
+                  shared_train: Optional[Dict[int, Dict]]) -> None:
+    """Fill ``row`` with ``model``'s figures on synthetic ``size``-pixel inputs: weights, parameters
+    used, FLOPs, latency, memory, throughput and training (or ``shared_train``'s for this size).
+
+    ``weights`` None (random weights) calibrates BatchNorm on this size's image and names that;
+    ``params_used`` None counts them on this size's image."""
+    device = torch.device(cfg.MODEL.DEVICE)
+    with SyntheticBatches(cfg, size, pool=max(2, settings.train_batch)) as data:
+        inputs = data.inference(1)
+        if weights is None:
+            weights = f"random, {calibrate_batch_norm(model, inputs)} BatchNorm layers calibrated on a {size}px image"
+        row["weights"] = weights
+        if params_used is None:
+            params_used = count_parameters_used(model, inputs)
+        row["params_used"] = params_used
+        if settings.flops:
+            report = count_flops(model, inputs)
+            row.update(gflops=report.gflops, gflops_by_module=report.by_module,
+                       gflops_by_submodule=report.by_submodule, flops_uncounted_ops=report.uncounted_ops)
+        row["network_ms"] = time_calls(network_call(model, inputs, settings.amp), device, settings.warmup, settings.iters).median_ms
+        run = inference_call(model, inputs, settings.amp)
+        with PeakMemory(device, baseline) as mem:
+            stats = time_calls(run, device, settings.warmup, settings.iters)
+            row["detections"] = count_detections(run())
+        row.update(latency_median_ms=stats.median_ms, latency_p90_ms=stats.p90_ms, latency_iters=stats.n,
+                   infer_peak_mb=mem.peak_mb, memory_method=mem.method)
+        if settings.throughput:
+            thr = measure_throughput(model, data.inference, settings.amp, settings.resolved_max_batch(),
+                                     iters=max(1, min(settings.iters, 3)))
+            row.update(throughput_images_per_s=thr["images_per_s"], throughput_batch=thr["batch"],
+                       throughput_tried=thr["tried"])
+        if shared_train is not None and size in shared_train:
+            row.update(shared_train[size])
+        elif settings.train:
+            batch = data.training(settings.train_batch)
+            with PeakMemory(device, baseline) as mem:
+                tstats = measure_train_step(model, batch, settings.amp, warmup=1, iters=settings.train_iters or settings.iters)
+            row.update(train_iter_ms=tstats.median_ms, train_iter_p90_ms=tstats.p90_ms,
+                       train_images_per_s=settings.train_batch / (tstats.median_ms / 1000.0),
+                       train_batch=settings.train_batch, train_peak_mb=mem.peak_mb, train_measured_on=target.label)
+            del batch
 
 TRAIN_KEYS = ("train_iter_ms", "train_iter_p90_ms", "train_images_per_s", "train_batch", "train_peak_mb",
               "train_measured_on", "loader_images_per_s", "loader_dataset", "loader_workers", "loader_error")
