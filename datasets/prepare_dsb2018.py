@@ -21,18 +21,13 @@ import sys
 
 
 from maskrcnnpp.data.dsb2018 import parse_split, prepare_dsb2018  # noqa: E402
-from maskrcnnpp.cli import run_preparation  # noqa: E402
+from maskrcnnpp.cli import add_preparation_options, run_preparation  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", required=True, help="Kaggle zip or folder (stage1_train.zip), or images-only zip/folder with --labels")
-    parser.add_argument("--out", required=True, help="output folder (created; must be absent, empty, or hold this same dataset)")
+    add_preparation_options(parser, "Kaggle zip or folder (stage1_train.zip), or images-only zip/folder with --labels")
     parser.add_argument("--labels", default=None, help="Kaggle RLE CSV (stage1_train_labels.csv, stage1_solution.csv, ...)")
-    parser.add_argument("--split", default="0.5,0.2,0.3", help="train,val,test fractions of the images summing to 1, train, val or test to keep every image in that split, or 'none' (default: 0.5,0.2,0.3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default: 0)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: os.cpu_count())")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 

@@ -28,7 +28,7 @@ import argparse
 import logging
 import sys
 
-from maskrcnnpp.cli import run_preparation
+from maskrcnnpp.cli import add_preparation_options, run_preparation
 from maskrcnnpp.data.folder import LAYOUTS, prepare_folder
 
 # The library names its arguments; the command line's options for them.
@@ -37,17 +37,10 @@ OPTIONS = {"layout": "--layout", "coco_json": "--coco", "out": "--out", "split":
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", required=True, help="folder or zip of images with their annotations")
-    parser.add_argument("--out", required=True, help="output folder (created; must be absent, empty, or hold this same dataset)")
+    add_preparation_options(parser, "folder or zip of images with their annotations")
     parser.add_argument("--layout", default="auto", choices=("auto",) + LAYOUTS,
                         help="how the annotations are given (default: auto, detected)")
     parser.add_argument("--coco", default=None, metavar="FILE", help="COCO instances JSON of the images (layout coco)")
-    parser.add_argument("--split", default="0.5,0.2,0.3",
-                        help="train,val,test fractions of the images summing to 1; train, val or test to keep "
-                             "every image in that split; or 'none' (default: 0.5,0.2,0.3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default: 0)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: os.cpu_count())")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 

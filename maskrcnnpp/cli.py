@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, TypeVar
 from .errors import UserError, check_probability
 
 __all__ = ["DISK_ERRNOS", "UserError", "check_threshold", "disk_error_message", "ensure_output_dir",
-           "exit_on_user_error", "report_disk_error", "run_preparation"]
+           "exit_on_user_error", "report_disk_error", "add_preparation_options", "run_preparation"]
 
 T = TypeVar("T")
 
@@ -94,6 +94,19 @@ def ensure_output_dir(path: str, option: str, create: bool = True) -> str:
 
 # A threshold given on a command line is checked as the library checks its config keys.
 check_threshold = check_probability
+
+
+def add_preparation_options(parser, src_help: str) -> None:
+    """The options every dataset-preparation command takes (``--src``, ``--out``, ``--split``, ``--seed``,
+    ``--workers``, ``--no-progress``); each command adds its own after them."""
+    parser.add_argument("--src", required=True, help=src_help)
+    parser.add_argument("--out", required=True, help="output folder (created; must be absent, empty, or hold this same dataset)")
+    parser.add_argument("--split", default="0.5,0.2,0.3",
+                        help="train,val,test fractions of the images summing to 1; train, val or test to keep "
+                             "every image in that split; or 'none' (default: 0.5,0.2,0.3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default: 0)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: os.cpu_count())")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_preparation(prepare: Callable[[], Any], out: str, option_of: Callable[[Optional[str]], Optional[str]],
