@@ -192,7 +192,7 @@ def _card_markdown(model: ZooModel, default: bool) -> List[str]:
              f"- Config: `{model.config}`; weights `maskrcnnpp/weights/{model.weights}` (fp16, SHA-256 `{model.sha256}`)"]
     for key, label in (("data", "Data"), ("initial_weights", "Initial weights"), ("iterations", "Iterations"),
                        ("train_seconds_last_session", "Training seconds (last session of the run)"),
-                       ("hardware", "Hardware"), ("command", "Command")):
+                       ("hardware", "Hardware"), ("command", "Command"), ("test_command", "Test command")):
         if key in card:
             lines.append(f"- {label}: {card[key]}")
     if card.get("overrides"):
