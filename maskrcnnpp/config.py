@@ -110,6 +110,11 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     cfg.INPUT.NUCLEI_AUG.INVERT_PROB = 0.0
     # Probability of replacing the colours by their grey mean (stain colours vary between labs).
     cfg.INPUT.NUCLEI_AUG.GREY_PROB = 0.0
+    # Probability of detail loss: the image (after the resize) shrunk by a factor drawn from
+    # DETAIL_LOSS and enlarged back, so the model also learns images of a lower resolution.
+    cfg.INPUT.NUCLEI_AUG.DETAIL_LOSS_PROB = 0.0
+    # [low, high] of that factor, 0 < low <= high <= 1.
+    cfg.INPUT.NUCLEI_AUG.DETAIL_LOSS = [0.5, 1.0]
 
     # ---------------------------------------------------------------- solver / training loop
     # Checkpoint with the best validation value of this metric is kept as model_best.pth.

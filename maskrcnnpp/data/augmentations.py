@@ -7,8 +7,9 @@ resize and horizontal flip the training mappers can draw:
   from a :class:`TransposeTransform` and flips (``np.rot90`` is a transpose followed by a flip),
   so masks, boxes and the fast instance mapper's index maps follow it exactly;
 * photometric (the image only): brightness, contrast and gamma jitter, colour inversion (a
-  fluorescence image then looks like a bright-field one and back) and grey conversion (so the
-  model does not learn stain colours).
+  fluorescence image then looks like a bright-field one and back), grey conversion (so the
+  model does not learn stain colours) and detail loss (the image shrunk and enlarged back, as an
+  image taken at a lower resolution looks once the test resize has enlarged it).
 
 :func:`build_nuclei_augmentations` returns the list a mapper appends after its resize and flip.
 """
@@ -21,10 +22,12 @@ from detectron2.config import CfgNode
 from detectron2.data import transforms as T
 
 __all__ = [
+    "DetailLossTransform",
     "GreyTransform",
     "IntensityTransform",
     "InvertTransform",
     "PhotometricTransform",
+    "RandomDetailLoss",
     "RandomIntensity",
     "RandomRotation90",
     "TransposeTransform",
@@ -127,6 +130,36 @@ class GreyTransform(PhotometricTransform):
         return np.broadcast_to(values.mean(axis=2, keepdims=True), values.shape).copy()
 
 
+class DetailLossTransform(PhotometricTransform):
+    """The image shrunk by ``factor`` (area averaging) and enlarged back to its size (bilinear): the
+    same geometry with the detail of an image taken at ``factor`` times the resolution."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_values(self, values: np.ndarray) -> np.ndarray:
+        import cv2
+
+        height, width = values.shape[:2]
+        small = (max(1, int(round(width * self.factor))), max(1, int(round(height * self.factor))))
+        if small == (width, height):
+            return values
+        shrunk = cv2.resize(values, small, interpolation=cv2.INTER_AREA)
+        return cv2.resize(shrunk, (width, height), interpolation=cv2.INTER_LINEAR).reshape(values.shape)
+
+
+class RandomDetailLoss(T.Augmentation):
+    """:class:`DetailLossTransform` with a factor drawn uniformly from ``(low, high)``."""
+
+    def __init__(self, factors: Sequence[float]):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image: np.ndarray) -> T.Transform:
+        return DetailLossTransform(float(np.random.uniform(*self.factors)))
+
+
 class RandomIntensity(T.Augmentation):
     """Brightness, contrast and gamma, each drawn uniformly from its ``(low, high)`` range."""
 
@@ -166,8 +199,12 @@ def build_nuclei_augmentations(cfg: CfgNode, is_train: bool) -> List[T.Augmentat
 
     Raises ValueError naming the key for a range or probability out of bounds.
     """
-    ranges = {key: _range(cfg, key) for key in ("BRIGHTNESS", "CONTRAST", "GAMMA")}
+    ranges = {key: _range(cfg, key) for key in ("BRIGHTNESS", "CONTRAST", "GAMMA", "DETAIL_LOSS")}
+    if ranges["DETAIL_LOSS"][1] > 1.0:
+        raise ValueError(f"INPUT.NUCLEI_AUG.DETAIL_LOSS must be [low, high] with 0 < low <= high <= 1, got "
+                         f"{cfg.INPUT.NUCLEI_AUG.DETAIL_LOSS!r}")
     invert, grey = _probability(cfg, "INVERT_PROB"), _probability(cfg, "GREY_PROB")
+    detail_loss = _probability(cfg, "DETAIL_LOSS_PROB")
     if not is_train:
         return []
     augs: List[T.Augmentation] = []
@@ -175,10 +212,12 @@ def build_nuclei_augmentations(cfg: CfgNode, is_train: bool) -> List[T.Augmentat
         augs.append(T.RandomFlip(horizontal=False, vertical=True))
     if cfg.INPUT.NUCLEI_AUG.ROTATE_90:
         augs.append(RandomRotation90())
-    if any(r != [1.0, 1.0] for r in ranges.values()):
+    if any(ranges[key] != [1.0, 1.0] for key in ("BRIGHTNESS", "CONTRAST", "GAMMA")):
         augs.append(RandomIntensity(ranges["BRIGHTNESS"], ranges["CONTRAST"], ranges["GAMMA"]))
     if invert > 0:
         augs.append(T.RandomApply(InvertTransform(), invert))
     if grey > 0:
         augs.append(T.RandomApply(GreyTransform(), grey))
+    if detail_loss > 0:
+        augs.append(T.RandomApply(RandomDetailLoss(ranges["DETAIL_LOSS"]), detail_loss))
     return augs

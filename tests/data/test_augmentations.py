@@ -17,9 +17,11 @@ from pycocotools import mask as mask_util
 
 from maskrcnnpp.config import get_maskrcnnpp_cfg
 from maskrcnnpp.data.augmentations import (
+    DetailLossTransform,
     GreyTransform,
     IntensityTransform,
     InvertTransform,
+    RandomDetailLoss,
     RandomIntensity,
     RandomRotation90,
     build_nuclei_augmentations,
@@ -82,8 +84,14 @@ def test_photometric_transforms_hand_worked_values():
     assert IntensityTransform(1.0, 1.0, 2.0).apply_image(np.array([[128, 255, 0]], np.uint8)).tolist() == [[64, 255, 0]]
     assert InvertTransform().apply_image(pixels).tolist() == [[[245, 55, 255], [155, 0, 205]]]
     assert GreyTransform().apply_image(np.array([[[30, 60, 90]]], np.uint8)).tolist() == [[[60, 60, 60]]]
+    # detail loss: a 1-pixel checkerboard shrunk by 2 averages to 127.5 everywhere, enlarged back it stays so
+    board = (np.indices((6, 8)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    assert DetailLossTransform(0.5).apply_image(board).tolist() == np.full((6, 8), 128).tolist()
+    assert np.array_equal(DetailLossTransform(1.0).apply_image(board), board)  # factor 1: unchanged
+    flat = np.full((5, 7, 3), 77, np.uint8)
+    assert np.array_equal(DetailLossTransform(0.4).apply_image(flat), flat)  # no detail to lose
     seg = np.array([[1, 2]])
-    for t in (IntensityTransform(1.5, 0.8, 1.2), InvertTransform(), GreyTransform()):
+    for t in (IntensityTransform(1.5, 0.8, 1.2), InvertTransform(), GreyTransform(), DetailLossTransform(0.5)):
         assert t.apply_segmentation(seg) is seg
         assert np.array_equal(t.apply_coords(np.array([[1.5, 2.5]])), [[1.5, 2.5]])
 
@@ -126,7 +134,8 @@ def test_photometric_augmentations_leave_masks_and_boxes_alone(tmp_path):
     record = record_of(tmp_path, labelled_image())
     plain = mapper_with([RandomRotation90()])
     photometric = mapper_with([RandomRotation90(), RandomIntensity((0.5, 1.5), (0.5, 1.5), (0.5, 2.0)),
-                               T.RandomApply(InvertTransform(), 1.0), T.RandomApply(GreyTransform(), 1.0)])
+                               T.RandomApply(InvertTransform(), 1.0), T.RandomApply(GreyTransform(), 1.0),
+                               T.RandomApply(RandomDetailLoss((0.5, 0.9)), 1.0)])
     for seed in range(4):
         np.random.seed(seed)
         expected = plain(record)
@@ -177,6 +186,13 @@ def test_config_switches_each_augmentation_and_names_bad_keys():
     aug.INVERT_PROB = 0.0
     aug.CONTRAST = [1.2, 0.8]
     with pytest.raises(ValueError, match=r"INPUT\.NUCLEI_AUG\.CONTRAST"):
+        build_nuclei_augmentations(cfg, True)
+    aug.CONTRAST = [1.0, 1.0]
+    aug.DETAIL_LOSS_PROB = 0.5
+    detail = build_nuclei_augmentations(cfg, True)[-1]
+    assert detail.prob == 0.5 and type(detail.aug).__name__ == "RandomDetailLoss" and detail.aug.factors == [0.5, 1.0]
+    aug.DETAIL_LOSS = [0.5, 1.2]  # enlarging would add no detail: refused
+    with pytest.raises(ValueError, match=r"INPUT\.NUCLEI_AUG\.DETAIL_LOSS must be \[low, high\] with 0 < low <= high <= 1"):
         build_nuclei_augmentations(cfg, True)
 
 
