@@ -9,6 +9,7 @@ together: ``coco`` -> ``coco_results.json``, ``kaggle_csv`` -> ``kaggle_submissi
 from __future__ import annotations
 
 import os
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,7 +28,8 @@ from .writers import (
 )
 
 __all__ = ["COCO_FILE", "DEFAULT_FORMATS", "FORMATS", "KAGGLE_FILE", "PER_IMAGE_FILES", "PredictionWriter",
-           "SHARD_RECORD", "earlier_outputs", "output_names", "parse_formats", "shard_file"]
+           "SHARD_RECORD", "earlier_outputs", "output_names", "parse_formats", "shard_file",
+           "shard_file_pattern"]
 
 PER_IMAGE_FILES = {
     "label_png": "{stem}_labels.png",
@@ -47,6 +49,12 @@ def shard_file(name: str, index: int, count: int) -> str:
     """``name`` of shard ``index`` of ``count``, e.g. ``coco_results.shard-2-of-8.json``."""
     stem, ext = os.path.splitext(name)
     return f"{stem}.shard-{index}-of-{count}{ext}"
+
+
+def shard_file_pattern(name: str) -> str:
+    """A regular expression matching :func:`shard_file` names of ``name``, capturing index and count."""
+    stem, ext = os.path.splitext(name)
+    return rf"{re.escape(stem)}\.shard-(\d+)-of-(\d+){re.escape(ext)}"
 
 
 def parse_formats(text: str) -> List[str]:

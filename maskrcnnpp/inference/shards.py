@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Sequence, TypeVar
 from ..errors import UserError
 from ..utils.files import atomic_path, read_json, write_json
 from ..utils.kaggle_rle import KAGGLE_COLUMNS
-from .outputs import COCO_FILE, KAGGLE_FILE, SHARD_RECORD, shard_file
+from .outputs import COCO_FILE, KAGGLE_FILE, SHARD_RECORD, shard_file, shard_file_pattern
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ def write_shard_record(folder: str, shard: Shard, stems: Sequence[str], formats:
 
 
 def _records(folder: str) -> List[Dict[str, Any]]:
-    pattern = re.escape(shard_file(SHARD_RECORD, 0, 0)).replace("0", r"(\d+)")
+    pattern = shard_file_pattern(SHARD_RECORD)
     records = []
     for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
         match = re.fullmatch(pattern, os.path.basename(path))
