@@ -8,7 +8,8 @@
 Images and ground-truth label images are resized in memory (labels nearest-neighbour; nothing is
 written but OUT/rows.jsonl, one line of scores per image as it is done, and OUT/scale_check.json);
 --summarize OUT summarizes the rows of an interrupted run; a number in --diameters is the nucleus diameter at the original
-size, multiplied by each factor. Prints a Markdown table: DSB score overall and per image kind, AJI, PQ.
+size, multiplied by each factor; 'resampled' scores the original-size prediction resized like the ground truth
+(the cost of the smaller pixel grid to the metric alone). Prints a Markdown table: DSB score overall and per image kind, AJI, PQ.
 (maskrcnnpp.experiment.scale_check). Mistakes print one line on stderr and exit with status 2.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 
 import maskrcnnpp  # noqa: F401  (compat measures before detectron2 imports)
 from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error
-from maskrcnnpp.experiment.scale_check import markdown_table, read_rows, scale_check, summarize_rows
+from maskrcnnpp.experiment.scale_check import RESAMPLED, markdown_table, read_rows, scale_check, summarize_rows
 from maskrcnnpp.inference import NucleiPredictor, describe_device
 from maskrcnnpp.inference.scale import parse_diameter
 from maskrcnnpp.utils.files import read_json, write_json
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default=None)
     parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 0.5, 2.0], help="resize factors (default: 1 0.5 2)")
     parser.add_argument("--diameters", nargs="+", default=["none", "auto"],
-                        help="'none' (fixed test resize), 'auto', or pixels at the original size (default: none auto)")
+                        help="'none' (fixed test resize), 'auto', pixels at the original size, or 'resampled' "
+                             "(the original-size prediction resized like the ground truth) (default: none auto)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images (a quick look)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
@@ -60,7 +62,7 @@ def main(argv=None) -> dict:
         raise UserError("give the test split and where to write: --gt GT.json --out FOLDER")
     if any(f <= 0 for f in args.factors):
         raise UserError(f"--factors must be positive, got {args.factors}")
-    modes = [None if d == "none" else parse_diameter(d) for d in args.diameters]
+    modes = [None if d == "none" else RESAMPLED if d == RESAMPLED else parse_diameter(d) for d in args.diameters]
     images = args.images or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.gt))), "images")
     if not os.path.isdir(images):
         raise UserError(f"--images {images}: no such folder")

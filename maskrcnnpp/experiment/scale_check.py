@@ -8,6 +8,11 @@ the config's fixed test resize; ``"auto"``; or a number of pixels *at the origin
 multiplied by the factor) and scored against its resized ground truth with
 :func:`maskrcnnpp.evaluation.score_image`; the DSB leaderboard score (and IoU, Dice, AJI, PQ) is
 averaged over the images, overall and per image kind (of the original image).
+
+The pseudo-mode ``"resampled"`` is no prediction of its own: the original-size prediction (no
+diameter) resized to each factor nearest-neighbour, exactly as the ground truth is. It scores what a
+model that lost no detail to the smaller image would score on that size's pixel grid, so the gap
+between it and the original size is the cost of the coarser grid to the metric, not to the model.
 """
 from __future__ import annotations
 
@@ -24,10 +29,11 @@ from ..evaluation.image_types import image_type, scores_by_image_type
 from ..inference import NucleiPredictor, read_image, to_uint8_rgb
 from ..inference.scale import Diameter
 
-__all__ = ["markdown_table", "read_rows", "resize_image", "resize_labels", "scale_check", "summarize_rows"]
+__all__ = ["RESAMPLED", "markdown_table", "read_rows", "resize_image", "resize_labels", "scale_check", "summarize_rows"]
 
 logger = logging.getLogger(__name__)
 METRICS = ("score", "iou", "dice", "aji", "pq")
+RESAMPLED = "resampled"  # the pseudo-mode: the original-size prediction resized like the ground truth
 
 
 def resized_shape(height: int, width: int, factor: float) -> tuple:
@@ -56,7 +62,7 @@ def resize_labels(labels: np.ndarray, factor: float) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
-def _mode_name(mode: Diameter) -> str:
+def _mode_name(mode: Diameter) -> str:  # None, "auto", RESAMPLED or pixels
     return "none" if mode is None else str(mode)
 
 
@@ -87,12 +93,20 @@ def scale_check(
         gt_labels = gt_label_image(record)[0]
         kind = image_type(to_uint8_rgb(image))
         image_rows = []
+        original = None  # the no-diameter prediction at factor 1, made once
         for factor in factors:
             resized, resized_gt = resize_image(image, factor), resize_labels(gt_labels, factor)
             for mode in modes:
-                diameter = mode if mode is None or mode == "auto" else float(mode) * factor
-                prediction = predictor.predict(resized, diameter=diameter)
-                row = {k: float(v) for k, v in score_image(resized_gt, prediction.labels).items()}
+                if mode == RESAMPLED or (mode is None and factor == 1):
+                    if original is None:
+                        original = predictor.predict(image, diameter=None)
+                    prediction = original
+                    labels = resize_labels(original.labels, factor) if mode == RESAMPLED else original.labels
+                else:
+                    diameter = mode if mode is None or mode == "auto" else float(mode) * factor
+                    prediction = predictor.predict(resized, diameter=diameter)
+                    labels = prediction.labels
+                row = {k: float(v) for k, v in score_image(resized_gt, labels).items()}
                 row.update(image_id=record["image_id"], image_type=kind, factor=factor, diameter=_mode_name(mode),
                            diameter_source=prediction.info.get("diameter_source", "none"),
                            estimate=prediction.info.get("diameter"))
