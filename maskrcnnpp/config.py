@@ -71,6 +71,11 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     # Diameter "auto": the second pass (at the estimated diameter's factor) is skipped when that factor
     # is within this relative distance of the first pass's factor (the first pass is kept).
     cfg.TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE = 0.1
+    # Diameter "auto": the (low, high) nucleus diameters, in model-input pixels, the model was trained
+    # on (maskrcnnpp.data.nucleus_size; shipped models set it from maskrcnnpp/weights/zoo.json). An
+    # image whose nuclei the first pass finds inside it keeps that pass; one outside is rescaled so
+    # its nuclei land on the nearer end. (0, 0): no range, every image is rescaled to NOMINAL_DIAMETER.
+    cfg.TEST.NUCLEI.AUTO_DIAMETER_RANGE = (0.0, 0.0)
 
     # ---------------------------------------------------------------- data
     cfg.DATASETS.NUCLEI = CN()

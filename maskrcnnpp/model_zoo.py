@@ -52,9 +52,20 @@ class ZooModel:
         """The model's nominal nucleus diameter in pixels (its card's ``nominal_diameter``; 0: unknown)."""
         return float(self.card.get("nominal_diameter", {}).get("pixels", 0.0))
 
+    @property
+    def diameter_range(self) -> Optional[List[float]]:
+        """The (low, high) nucleus diameters the model was trained on (its card's ``nominal_diameter.range``), or None."""
+        found = self.card.get("nominal_diameter", {}).get("range")
+        return [float(v) for v in found] if found else None
+
     def config_overrides(self) -> List[str]:
-        """Config KEY VALUE pairs the model's card adds to its config (its nominal nucleus diameter)."""
-        return ["TEST.NUCLEI.NOMINAL_DIAMETER", repr(self.nominal_diameter)] if self.nominal_diameter > 0 else []
+        """Config KEY VALUE pairs the model's card adds to its config (its nominal nucleus diameter and range)."""
+        if not self.nominal_diameter > 0:
+            return []
+        overrides = ["TEST.NUCLEI.NOMINAL_DIAMETER", repr(self.nominal_diameter)]
+        if self.diameter_range:
+            overrides += ["TEST.NUCLEI.AUTO_DIAMETER_RANGE", repr(tuple(self.diameter_range))]
+        return overrides
 
 
 def _read_zoo(zoo_file: Optional[Path] = None) -> Dict[str, Any]:
@@ -201,6 +212,11 @@ def _card_markdown(model: ZooModel, default: bool) -> List[str]:
         nd = card["nominal_diameter"]
         lines.append(f"- Nominal nucleus diameter (what `--diameter` rescales nuclei to): {nd['pixels']:.2f} px "
                      f"({nd.get('how', '')})")
+        if nd.get("range"):
+            low, high = nd["range"]
+            percentiles = "-".join(f"{p:g}" for p in nd.get("range_percentiles", ()))
+            lines.append(f"- Training range of nucleus diameters (`--diameter auto` brings nuclei into it): "
+                         f"{low:.2f}-{high:.2f} px (percentiles {percentiles} of the same per-image medians)")
     if "cpu_seconds_per_512px" in card:
         lines.append(f"- CPU time per 512x512 image (tools/benchmark.py): {card['cpu_seconds_per_512px']:.2f} s")
     if card.get("test_time_settings"):

@@ -66,7 +66,8 @@ def export(args) -> None:
 def store_diameter(args) -> None:
     found = store_nominal_diameter(args.name, args.gt)
     print(f"{args.name}: nominal nucleus diameter {found['pixels']:.3f} px (median over all nuclei "
-          f"{found['all_nuclei_median']:.3f} px; {found['images']} images, {found['nuclei']} nuclei); wrote {model_zoo.ZOO_FILE}")
+          f"{found['all_nuclei_median']:.3f} px; {found['images']} images, {found['nuclei']} nuclei), training range "
+          f"{found['range'][0]:.3f}-{found['range'][1]:.3f} px; wrote {model_zoo.ZOO_FILE}")
 
 
 @exit_on_user_error

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--diameters", nargs="+", default=["none", "auto"],
                         help="'none' (fixed test resize), 'auto', pixels at the original size, or 'resampled' "
                              "(the original-size prediction resized like the ground truth) (default: none auto)")
+    parser.add_argument("--mosaic", type=int, default=1, metavar="N",
+                        help="repeat every image N x N times first: a wider field of view, nuclei of the same size (default 1)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images (a quick look)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
@@ -62,6 +64,8 @@ def main(argv=None) -> dict:
         raise UserError("give the test split and where to write: --gt GT.json --out FOLDER")
     if any(f <= 0 for f in args.factors):
         raise UserError(f"--factors must be positive, got {args.factors}")
+    if args.mosaic < 1:
+        raise UserError(f"--mosaic must be 1 or more, got {args.mosaic}")
     modes = [None if d == "none" else RESAMPLED if d == RESAMPLED else parse_diameter(d) for d in args.diameters]
     images = args.images or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.gt))), "images")
     if not os.path.isdir(images):
@@ -78,8 +82,8 @@ def main(argv=None) -> dict:
     else:
         predictor = NucleiPredictor.from_zoo(args.model, device=args.device or "cpu", opts=args.opts)
     print(f"device: {describe_device(predictor.device)}; nominal diameter {predictor.nominal_diameter} px", flush=True)
-    report = scale_check(predictor, gt, images, args.factors, modes, args.limit, rows_path=rows_path)
-    report.update(gt=os.path.abspath(args.gt), factors=args.factors, diameters=args.diameters,
+    report = scale_check(predictor, gt, images, args.factors, modes, args.limit, rows_path=rows_path, mosaic=args.mosaic)
+    report.update(gt=os.path.abspath(args.gt), factors=args.factors, diameters=args.diameters, mosaic=args.mosaic,
                   score_thresh=predictor.score_thresh, nominal_diameter=predictor.nominal_diameter)
     write_json(os.path.join(args.out, "scale_check.json"), report)
     print(markdown_table(report))

@@ -7,12 +7,13 @@ times its image's resize factor. The nominal diameter of a model (config key
 ``TEST.NUCLEI.NOMINAL_DIAMETER``) is the median, over the training images, of the median
 resized equivalent diameter of each image's nuclei: the typical nucleus of a typical image, the
 same statistic ``--diameter auto`` measures on one image (:mod:`maskrcnnpp.inference.scale`), so
-that an image is rescaled to the middle of what the model was trained on.
+that an image is rescaled to the middle of what the model was trained on. Its training *range*
+(``TEST.NUCLEI.AUTO_DIAMETER_RANGE``) is a low and a high percentile of the same per-image medians.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
@@ -38,12 +39,14 @@ def training_resize_factor(height: int, width: int, min_sizes: Sequence[int], ma
     return scale
 
 
-def nominal_diameter(coco: Mapping, min_sizes: Sequence[int], max_size: int) -> Dict[str, float]:
-    """The nominal diameter (module doc) of a COCO dataset trained with ``min_sizes`` / ``max_size``.
+def nominal_diameter(coco: Mapping, min_sizes: Sequence[int], max_size: int,
+                     range_percentiles: Sequence[float] = (2.0, 98.0)) -> Dict[str, Any]:
+    """The nominal diameter and training range (module doc) of a COCO dataset trained with ``min_sizes`` / ``max_size``.
 
     Uses each annotation's ``area`` (crowd annotations skipped). Returns ``{"pixels": the nominal
-    diameter, "all_nuclei_median": the median over all nuclei instead, "images": images with nuclei,
-    "nuclei": nuclei counted}``. Raises ValueError when no image has an annotated nucleus.
+    diameter, "range": [low, high], the ``range_percentiles`` of the per-image medians,
+    "range_percentiles", "all_nuclei_median": the median over all nuclei instead, "images": images
+    with nuclei, "nuclei": nuclei counted}``. Raises ValueError when no image has an annotated nucleus.
     """
     sizes = {img["id"]: (int(img["height"]), int(img["width"])) for img in coco["images"]}
     per_image: Dict[int, List[float]] = defaultdict(list)
@@ -59,5 +62,7 @@ def nominal_diameter(coco: Mapping, min_sizes: Sequence[int], max_size: int) -> 
         diameters = equivalent_diameter(areas) * factor
         medians.append(float(np.median(diameters)))
         everything.append(diameters)
-    return {"pixels": float(np.median(medians)), "all_nuclei_median": float(np.median(np.concatenate(everything))),
+    low, high = (float(v) for v in np.percentile(medians, list(range_percentiles)))
+    return {"pixels": float(np.median(medians)), "range": [low, high], "range_percentiles": list(range_percentiles),
+            "all_nuclei_median": float(np.median(np.concatenate(everything))),
             "images": len(per_image), "nuclei": int(sum(len(a) for a in per_image.values()))}

@@ -29,7 +29,7 @@ from ..evaluation.image_types import image_type, scores_by_image_type
 from ..inference import NucleiPredictor, read_image, to_uint8_rgb
 from ..inference.scale import Diameter
 
-__all__ = ["RESAMPLED", "markdown_table", "read_rows", "resize_image", "resize_labels", "scale_check", "summarize_rows"]
+__all__ = ["RESAMPLED", "markdown_table", "mosaic_image", "mosaic_labels", "read_rows", "resize_image", "resize_labels", "scale_check", "summarize_rows"]
 
 logger = logging.getLogger(__name__)
 METRICS = ("score", "iou", "dice", "aji", "pq")
@@ -62,6 +62,18 @@ def resize_labels(labels: np.ndarray, factor: float) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
+def mosaic_image(image: np.ndarray, n: int) -> np.ndarray:
+    """``image`` repeated ``n`` x ``n`` times: a wider field of view of nuclei of the same size in pixels."""
+    return np.tile(image, (n, n) + (1,) * (image.ndim - 2))
+
+
+def mosaic_labels(labels: np.ndarray, n: int) -> np.ndarray:
+    """A label image repeated ``n`` x ``n`` times, every copy of a nucleus its own id (copy k adds k x the max id)."""
+    top = int(labels.max())
+    copies = [[np.where(labels > 0, labels + (row * n + col) * top, 0) for col in range(n)] for row in range(n)]
+    return np.block(copies)
+
+
 def _mode_name(mode: Diameter) -> str:  # None, "auto", RESAMPLED or pixels
     return "none" if mode is None else str(mode)
 
@@ -75,9 +87,11 @@ def scale_check(
     limit: Optional[int] = None,
     progress: bool = True,
     rows_path: Optional[str] = None,
+    mosaic: int = 1,
 ) -> Dict[str, Any]:
     """Scores of ``predictor`` on the COCO ground truth ``gt`` (images in ``image_dir``) per factor and mode
-    (:func:`summarize_rows` of every image's rows); ``limit`` takes the first images only. With
+    (:func:`summarize_rows` of every image's rows); ``limit`` takes the first images only; ``mosaic``
+    n > 1 first repeats every image and its ground truth n x n times (:func:`mosaic_image`). With
     ``rows_path`` each image's rows are appended there as one JSON line as soon as it is done, so an
     interrupted run can still be summarized (:func:`read_rows`)."""
     records = coco_records(dict(gt))
@@ -92,6 +106,8 @@ def scale_check(
         image = read_image(os.path.join(image_dir, record["file_name"]))
         gt_labels = gt_label_image(record)[0]
         kind = image_type(to_uint8_rgb(image))
+        if mosaic > 1:
+            image, gt_labels = mosaic_image(image, mosaic), mosaic_labels(gt_labels, mosaic)
         image_rows = []
         original = None  # the no-diameter prediction at factor 1, made once
         for factor in factors:

@@ -153,8 +153,8 @@ def export_run(run: str, name: str, config: str, summary: str, *, extra_card: Op
 
 
 def store_nominal_diameter(name: str, gt_path: str) -> Dict[str, Any]:
-    """Compute zoo model ``name``'s nominal nucleus diameter on the COCO json ``gt_path`` (its training
-    split) at its config's training resize, store it in its card and return it."""
+    """Compute zoo model ``name``'s nominal nucleus diameter and training range on the COCO json ``gt_path``
+    (its training split) at its config's training resize, store them in its card and return them."""
     from ..data.nucleus_size import nominal_diameter
 
     model = model_zoo.get(name)
@@ -167,7 +167,10 @@ def store_nominal_diameter(name: str, gt_path: str) -> Dict[str, Any]:
     found["how"] = (f"median over the {found['images']} training images of the median equivalent diameter of their "
                     f"nuclei after the training resize (INPUT.MIN_SIZE_TRAIN {tuple(cfg.INPUT.MIN_SIZE_TRAIN)}, "
                     f"MAX_SIZE_TRAIN {cfg.INPUT.MAX_SIZE_TRAIN}); {os.path.basename(gt_path)}")
-    card = dict(model.card, nominal_diameter={k: (round(v, 3) if isinstance(v, float) else v) for k, v in found.items()})
+    def rounded(value):
+        return round(value, 3) if isinstance(value, float) else [rounded(v) for v in value] if isinstance(value, list) else value
+
+    card = dict(model.card, nominal_diameter={k: rounded(v) for k, v in found.items()})
     model_zoo.register(model_zoo.ZooModel(model.name, model.config, model.weights, model.sha256, model.summary, card),
                        default=model_zoo.default_model() == model.name)
     return found

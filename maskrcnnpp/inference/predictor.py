@@ -43,7 +43,8 @@ from ..model_zoo import get as get_zoo_model
 from ..model_zoo import resolve_weights, weights_path
 from ..modeling.meta_arch import NucleiRCNN
 from .image_io import RESCALE_MODES, intensity_image, to_uint8_rgb
-from .scale import AUTO, Diameter, check_diameter, diameter_scale, estimate_diameter, needs_second_pass
+from .scale import (AUTO, Diameter, auto_scale, check_diameter, check_diameter_range, diameter_scale, estimate_diameter,
+                    needs_second_pass)
 from .instances import (
     CroppedInstance, NucleiPrediction, crops_from_instances, crops_from_unpasted_instances, paint_labels,
 )
@@ -188,6 +189,7 @@ class NucleiPredictor:
         self.input_format = cfg.INPUT.FORMAT
         self.nominal_diameter = float(cfg.TEST.NUCLEI.NOMINAL_DIAMETER)
         self.auto_tolerance = float(cfg.TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE)
+        self.auto_range = check_diameter_range(cfg.TEST.NUCLEI.AUTO_DIAMETER_RANGE)
         self.diameter = self._checked_diameter(diameter)
         self.is_semantic = is_semantic(cfg)
         if model is None:
@@ -420,7 +422,7 @@ class NucleiPredictor:
                            "give the diameter in pixels if the image has nuclei", self.score_thresh, first_scale)
             return first, stats, {"scale": first_scale, "diameter": None,
                                   "diameter_source": "auto: no nucleus found, default resize kept"}
-        scale = diameter_scale(diameter, self.nominal_diameter)
+        scale = auto_scale(diameter, first_scale, self.nominal_diameter, self.auto_range)
         if not needs_second_pass(first_scale, scale, self.auto_tolerance):
             return first, stats, {"scale": first_scale, "diameter": diameter, "diameter_source": "auto: first pass kept"}
         instances, stats, _ = self._instances_at(rgb8, scale, tile_size, tile_overlap, progress, batch_size)

@@ -9,15 +9,18 @@ whatever its size; masks are pasted back at the original pixels.
 
 ``diameter="auto"`` estimates ``d`` per image (:func:`estimate_diameter`): a first pass at the
 default resize, the median equivalent diameter of the nuclei it finds (those scoring at least
-the predictor's threshold), then a second pass at ``nominal / d`` -- skipped when that factor is
-within ``TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE`` of the first pass's (its result is kept), and when
-the first pass finds no nucleus (nothing to measure: the default resize is kept, and
-``info["diameter_source"]`` says so).
+the predictor's threshold), then a second pass at the factor :func:`auto_scale` chooses -- skipped
+when that factor is within ``TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE`` of the first pass's (its result
+is kept), and when the first pass finds no nucleus (nothing to measure: the default resize is
+kept, and ``info["diameter_source"]`` says so). With the model's training range of diameters
+(``TEST.NUCLEI.AUTO_DIAMETER_RANGE``) the nuclei are only brought into that range: a model trained
+on nuclei of 6 to 45 pixels does best on an image whose nuclei it already sees at 8 pixels at 8
+pixels, and forcing every image to the nominal diameter costs it (docs/results.md).
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -25,7 +28,7 @@ from ..data.nucleus_size import equivalent_diameter
 from ..errors import UserError
 from .instances import CroppedInstance
 
-__all__ = ["AUTO", "Diameter", "check_diameter", "diameter_scale", "estimate_diameter", "needs_second_pass",
+__all__ = ["AUTO", "Diameter", "auto_scale", "check_diameter", "check_diameter_range", "diameter_scale", "estimate_diameter", "needs_second_pass",
            "parse_diameter"]
 
 AUTO = "auto"
@@ -62,6 +65,30 @@ def diameter_scale(diameter: float, nominal: float) -> float:
                         "computes it from the training annotations; tools/model_zoo.py diameter stores it for a "
                         "shipped model)")
     return float(nominal) / float(check_diameter(diameter))
+
+
+def check_diameter_range(value: Sequence[float], key: str = "TEST.NUCLEI.AUTO_DIAMETER_RANGE") -> Tuple[float, float]:
+    """``value`` as a (low, high) pair of diameters with 0 < low <= high, or (0, 0) for no range; a UserError naming ``key``."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        low = high = float("nan")
+    if (low, high) == (0.0, 0.0) or (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+        return low, high
+    raise UserError(f"{key} must be (low, high) nucleus diameters in pixels with 0 < low <= high, or (0, 0) for "
+                    f"none; got {tuple(value) if isinstance(value, (list, tuple)) else value!r}")
+
+
+def auto_scale(diameter: float, first_scale: float, nominal: float, diameter_range: Tuple[float, float]) -> float:
+    """The factor "auto" predicts at, for nuclei of ``diameter`` pixels (the image's own) found by a
+    first pass at ``first_scale``: the first pass's factor when they were seen inside
+    ``diameter_range`` (model-input pixels), else the factor that puts them on its nearer end; with
+    no range (0, 0), the factor that brings them to ``nominal``."""
+    low, high = diameter_range
+    if high <= 0:
+        return diameter_scale(diameter, nominal)
+    seen = diameter * first_scale
+    return first_scale * min(max(seen, low), high) / seen
 
 
 def estimate_diameter(instances: Sequence[CroppedInstance]) -> Optional[float]:

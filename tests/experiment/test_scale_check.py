@@ -10,7 +10,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from maskrcnnpp.evaluation import score_image
-from maskrcnnpp.experiment.scale_check import RESAMPLED, resize_labels, scale_check
+from maskrcnnpp.experiment.scale_check import RESAMPLED, mosaic_image, mosaic_labels, resize_labels, scale_check
 
 
 class ShiftedSquares:
@@ -72,3 +72,30 @@ def test_rows_per_factor_and_mode_and_the_resampled_original(split):
     assert results[1.0, "resampled"]["iou"] == results[1.0, "none"]["iou"]
     # a diameter in pixels at the original size is multiplied by the factor; the x1 prediction is made once
     assert predictor.calls == [((16, 16), None), ((16, 16), 10.0), ((8, 8), None), ((8, 8), 5.0)]
+
+
+def test_a_mosaic_repeats_the_image_and_gives_every_copy_of_a_nucleus_its_own_id():
+    labels = np.array([[0, 1], [2, 2]])
+    np.testing.assert_array_equal(mosaic_labels(labels, 2), [[0, 1, 0, 3], [2, 2, 4, 4], [0, 5, 0, 7], [6, 6, 8, 8]])
+    image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    tiled = mosaic_image(image, 3)
+    assert tiled.shape == (6, 6, 3) and np.array_equal(tiled[4:6, 2:4], image)
+    assert mosaic_image(image[..., 0], 2).shape == (4, 4)
+
+
+def test_a_mosaic_check_scores_the_repeated_image_against_the_repeated_truth(split):
+    from scipy import ndimage
+
+    gt, folder, truth = split
+    seen = []
+
+    def oracle(image, diameter=None):  # the four true squares of the mosaic, each its own nucleus
+        seen.append(image.shape[:2])
+        return SimpleNamespace(labels=ndimage.label(np.tile(truth, (2, 2)))[0], info={})
+
+    report = scale_check(SimpleNamespace(predict=oracle), gt, folder, factors=(1.0,), modes=(None,), progress=False,
+                         mosaic=2)
+    assert seen == [(32, 32)] and report["results"][0]["score"] == 1.0
+    merged = scale_check(SimpleNamespace(predict=lambda image, diameter=None: SimpleNamespace(
+        labels=np.tile(truth, (2, 2)).astype(np.int32), info={})), gt, folder, (1.0,), (None,), progress=False, mosaic=2)
+    assert merged["results"][0]["score"] == 0  # one label for the four squares: IoU 64 / 256 with each

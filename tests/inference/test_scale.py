@@ -13,7 +13,8 @@ from maskrcnnpp.errors import UserError
 from maskrcnnpp.inference import NucleiPredictor
 from maskrcnnpp.inference.instances import crops_from_masks
 from maskrcnnpp.inference.scale import (
-    check_diameter, diameter_scale, estimate_diameter, needs_second_pass, parse_diameter,
+    auto_scale, check_diameter, check_diameter_range, diameter_scale, estimate_diameter, needs_second_pass,
+    parse_diameter,
 )
 from maskrcnnpp.modeling.meta_arch import NucleiRCNN
 
@@ -45,6 +46,24 @@ def test_check_diameter_refuses_what_is_not_a_positive_number(bad):
     with pytest.raises(UserError):
         check_diameter(bad)
     assert check_diameter(None) is None and check_diameter(3) == 3.0
+
+
+def test_auto_keeps_the_first_pass_inside_the_training_range_and_clips_to_it_outside():
+    # found 10 px at the first pass's x1.25: seen at 12.5, inside (6, 45): the factor stays 1.25
+    assert auto_scale(10.0, 1.25, 18.0, (6.0, 45.0)) == pytest.approx(1.25)
+    # found 4 px at x1.25: seen at 5 px, below 6: enlarged to 6 px, factor 1.5
+    assert auto_scale(4.0, 1.25, 18.0, (6.0, 45.0)) == pytest.approx(1.5)
+    # found 50 px at x1: above 45: shrunk to 45 px
+    assert auto_scale(50.0, 1.0, 18.0, (6.0, 45.0)) == pytest.approx(0.9)
+    # no range: always to the nominal diameter, whatever the first pass
+    assert auto_scale(10.0, 1.25, 18.0, (0.0, 0.0)) == pytest.approx(1.8)
+
+
+@pytest.mark.parametrize("bad", [(5.0, 4.0), (0.0, 4.0), (-1.0, 4.0), (3.0, float("inf")), (1.0,), "big"])
+def test_bad_diameter_ranges_name_the_key(bad):
+    with pytest.raises(UserError, match=r"TEST.NUCLEI.AUTO_DIAMETER_RANGE must be \(low, high\)"):
+        check_diameter_range(bad)
+    assert check_diameter_range((0, 0)) == (0.0, 0.0) and check_diameter_range([6, 45]) == (6.0, 45.0)
 
 
 def test_second_pass_only_beyond_the_tolerance():
@@ -103,11 +122,12 @@ def squares(shape, corners, side):
     return labels
 
 
-def stub_predictor(nominal: float, diameter=None, min_size_test: int = 0) -> NucleiPredictor:
+def stub_predictor(nominal: float, diameter=None, min_size_test: int = 0, auto_range=(0.0, 0.0)) -> NucleiPredictor:
     from maskrcnnpp.config import setup_cfg
 
     cfg = setup_cfg("maskrcnnpp_tiny", ["INPUT.MIN_SIZE_TEST", str(min_size_test), "INPUT.MAX_SIZE_TEST", "1000",
-                                        "TEST.NUCLEI.NOMINAL_DIAMETER", str(nominal)], device="cpu")
+                                        "TEST.NUCLEI.NOMINAL_DIAMETER", str(nominal),
+                                        "TEST.NUCLEI.AUTO_DIAMETER_RANGE", str(tuple(auto_range))], device="cpu")
     return NucleiPredictor(cfg, model=SquareDetector(), diameter=diameter)
 
 
@@ -158,6 +178,15 @@ def test_auto_measures_a_first_pass_and_predicts_again_at_the_nominal_size(caplo
     pred = close.predict(image)
     assert close.model.seen == [(120, 160)] and pred.info["diameter_source"] == "auto: first pass kept"
     assert pred.info["scale"] == 1.0 and pred.num_instances == 5
+
+    # with a training range the first pass is kept while its nuclei lie in it, else they go to its nearer end
+    inside = stub_predictor(nominal=2 * found, diameter="auto", auto_range=(found / 2, 3 * found))
+    pred = inside.predict(image)
+    assert inside.model.seen == [(120, 160)] and pred.info["diameter_source"] == "auto: first pass kept"
+    below = stub_predictor(nominal=4 * found, diameter="auto", auto_range=(1.5 * found, 5 * found))
+    pred = below.predict(image)
+    assert below.model.seen == [(120, 160), (180, 240)] and pred.info["scale"] == pytest.approx(1.5)
+    assert np.array_equal(pred.labels > 0, labels > 0)
 
     blank = stub_predictor(nominal=20.0, diameter="auto")
     with caplog.at_level(logging.WARNING, logger="maskrcnnpp.inference.predictor"):

@@ -119,7 +119,9 @@ def test_the_diameter_command_stores_the_nominal_diameter_in_the_card(tmp_path, 
     assert "t: nominal nucleus diameter 22.000 px" in capsys.readouterr().out  # median of 20 and 24
     card = model_zoo.get("t").card
     assert card["nominal_diameter"]["pixels"] == 22.0 and card["test"] == {"score": 0.5}
-    assert model_zoo.get("t").nominal_diameter == 22.0
+    assert model_zoo.get("t").nominal_diameter == 22.0 and model_zoo.get("t").diameter_range == [22.0, 22.0]
+    assert model_zoo.get("t").config_overrides() == ["TEST.NUCLEI.NOMINAL_DIAMETER", "22.0",
+                                                     "TEST.NUCLEI.AUTO_DIAMETER_RANGE", "(22.0, 22.0)"]
     with pytest.raises(SystemExit) as exc:
         zoo_tool.main(["diameter", "--name", "t", "--gt", str(tmp_path / "missing.json")])
     assert exc.value.code == 2
