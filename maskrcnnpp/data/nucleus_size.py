@@ -40,7 +40,7 @@ def training_resize_factor(height: int, width: int, min_sizes: Sequence[int], ma
 
 
 def nominal_diameter(coco: Mapping, min_sizes: Sequence[int], max_size: int,
-                     range_percentiles: Sequence[float] = (2.0, 98.0)) -> Dict[str, Any]:
+                     range_percentiles: Sequence[float] = (10.0, 90.0)) -> Dict[str, Any]:
     """The nominal diameter and training range (module doc) of a COCO dataset trained with ``min_sizes`` / ``max_size``.
 
     Uses each annotation's ``area`` (crowd annotations skipped). Returns ``{"pixels": the nominal

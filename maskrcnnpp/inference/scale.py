@@ -13,9 +13,9 @@ the predictor's threshold), then a second pass at the factor :func:`auto_scale` 
 when that factor is within ``TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE`` of the first pass's (its result
 is kept), and when the first pass finds no nucleus (nothing to measure: the default resize is
 kept, and ``info["diameter_source"]`` says so). With the model's training range of diameters
-(``TEST.NUCLEI.AUTO_DIAMETER_RANGE``) the nuclei are only brought into that range: a model trained
-on nuclei of 6 to 45 pixels does best on an image whose nuclei it already sees at 8 pixels at 8
-pixels, and forcing every image to the nominal diameter costs it (docs/results.md).
+(``TEST.NUCLEI.AUTO_DIAMETER_RANGE``) the nuclei are only brought into that range: the model has
+learnt each kind of image at the size the training resize gave it, and forcing every image to the
+one nominal diameter costs it on images like its training images (README, "Image scale and channels").
 """
 from __future__ import annotations
 

@@ -39,8 +39,8 @@ def test_nominal_diameter_is_the_median_of_the_images_medians_at_their_training_
     assert found["pixels"] == pytest.approx(20.0)  # median of 20, 21, 15
     assert found["all_nuclei_median"] == pytest.approx(20.0)  # 16, 20, 60, 20, 22, 15
     assert (found["images"], found["nuclei"]) == (3, 6)
-    # the range: percentiles 2 and 98 of the medians 15, 20, 21 (linear between neighbours)
-    assert found["range"] == pytest.approx([15.2, 20.96]) and found["range_percentiles"] == [2.0, 98.0]
+    # the range: percentiles 10 and 90 of the medians 15, 20, 21 (linear between neighbours)
+    assert found["range"] == pytest.approx([16.0, 20.8]) and found["range_percentiles"] == [10.0, 90.0]
     assert nominal_diameter(coco, (320,), 640, (0, 100))["range"] == pytest.approx([15.0, 21.0])
     with pytest.raises(ValueError, match="no image of the dataset has an annotated nucleus"):
         nominal_diameter({"images": coco["images"], "annotations": []}, (320,), 640)
