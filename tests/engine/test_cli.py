@@ -89,3 +89,21 @@ def test_library_input_errors_are_one_line_and_still_caught_by_their_base(capsys
     assert exc.value.code == 2 and capsys.readouterr().err == "error: /data/gt.json: image id 3 has no 'file_name'\n"
     with pytest.raises(base, match="image id 3"):  # callers that catch ValueError / FileNotFoundError still do
         raise error("image id 3")
+
+
+def test_a_prefix_names_the_tool_on_user_and_disk_errors(capsys):
+    @exit_on_user_error(prefix="evaluate.py: error: ")
+    def tool(error):
+        raise error
+
+    with pytest.raises(SystemExit) as exc:
+        tool(UserError("--score-thresh must be in [0, 1] (a score/probability), got 1.5"))
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == "evaluate.py: error: --score-thresh must be in [0, 1] (a score/probability), got 1.5\n"
+    with pytest.raises(SystemExit) as exc:
+        tool(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/out/summary.json"))
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == (f"evaluate.py: error: /data/out/summary.json: {os.strerror(errno.ENOSPC)} "
+                                       "(the disk is full: free space and run the same command again)\n")
+    with pytest.raises(OSError, match="Input/output"):
+        tool(OSError(errno.EIO, "Input/output error"))
