@@ -17,10 +17,10 @@ import sys
 
 
 from maskrcnnpp.data.compact import compact_copy  # noqa: E402
-from maskrcnnpp.data.dsb2018 import DatasetError  # noqa: E402
-from maskrcnnpp.cli import DISK_ERRNOS, disk_error_message  # noqa: E402
+from maskrcnnpp.cli import DISK_ERRNOS, UserError, exit_on_user_error  # noqa: E402
 
 
+@exit_on_user_error
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", required=True, help="folder prepared by datasets/prepare_dsb2018.py")
@@ -29,14 +29,12 @@ def main(argv=None) -> int:
                         help="annotation splits to keep (default: train val test)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    try:  # a DatasetError (the source or --out) is a UserError: one line, exit status 2
         record = compact_copy(args.src, args.out, args.splits)
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except OSError as e:  # an image listed but missing, a full or read-only disk: the partial copy is removed
-        print(f"error: {disk_error_message(e) if e.errno in DISK_ERRNOS else e}", file=sys.stderr)
-        return 2
+        if e.errno in DISK_ERRNOS:
+            raise  # one line naming the file and what to do, from exit_on_user_error
+        raise UserError(str(e)) from None
     print(f"{args.out}: {record['images']} images ({record['grey_as_single_channel']} grey as single channel), "
           f"{record['bytes'] / 1e6:.1f} MB")
     return 0

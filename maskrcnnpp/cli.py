@@ -38,19 +38,24 @@ def report_disk_error(e: OSError, prefix: str = "error: ") -> int:
     return 2
 
 
-def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
+def exit_on_user_error(fn: Optional[Callable[..., T]] = None, *, prefix: str = "error: ") -> Any:
     """Decorator for CLI entry points: a :class:`UserError`, or a full / read-only disk, prints
-    ``error: <message>`` and exits 2 (files being written are removed by their atomic writers)."""
+    ``error: <message>`` and exits 2 (files being written are removed by their atomic writers).
+
+    ``@exit_on_user_error(prefix="evaluate.py: error: ")`` starts the line with ``prefix`` instead.
+    """
+    if fn is None:
+        return functools.partial(exit_on_user_error, prefix=prefix)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"{prefix}{e}", file=sys.stderr)
             sys.exit(2)
         except OSError as e:
-            sys.exit(report_disk_error(e))
+            sys.exit(report_disk_error(e, prefix))
 
     return wrapper
 

@@ -1,7 +1,10 @@
 """Errors the library raises for the user's input; their messages name config keys and files.
 
-Only ``tools/`` (through :mod:`maskrcnnpp.cli`) turns them into ``error: ...`` and exit status 2;
-the library never speaks of command-line flags.
+Each error class of a module that describes bad input (``DatasetError``, ``ImageReadError``,
+``NucleiEvaluationInputError``, ...) subclasses :class:`UserError` (keeping its ``ValueError`` or
+``FileNotFoundError`` base), so no tool has to catch it to re-raise it. Only ``tools/`` (through
+:mod:`maskrcnnpp.cli`) turns them into ``error: ...`` and exit status 2; the library never speaks of
+command-line flags.
 """
 from __future__ import annotations
 

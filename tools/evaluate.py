@@ -30,12 +30,9 @@ from detectron2.data.datasets import register_coco_instances  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
-from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir  # noqa: E402
-from maskrcnnpp.cli import report_disk_error  # noqa: E402
+from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.evaluation import NucleiEvaluationInputError, NucleiEvaluator  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results  # noqa: E402
-
-EXIT_BAD_INPUT = 2
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -148,27 +145,18 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
+@exit_on_user_error(prefix="evaluate.py: error: ")
 def main(argv=None) -> int:
     args = parse_args(argv)
     out_dir = args.out or os.path.dirname(os.path.abspath(args.pred))
-    try:
-        check_threshold(args.score_thresh, "--score-thresh")
-        ensure_output_dir(out_dir, "--out" if args.out else "the folder of --pred", create=False)
-        summary = os.path.join(out_dir, "summary.json")
-        if not args.out and not args.overwrite and os.path.isfile(summary):
-            raise UserError(f"{summary} exists (training writes one beside its results, at its own threshold): "
-                            "give --out DIR for this evaluation, or --overwrite to replace it")
-    except UserError as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    check_threshold(args.score_thresh, "--score-thresh")
+    ensure_output_dir(out_dir, "--out" if args.out else "the folder of --pred", create=False)
+    summary = os.path.join(out_dir, "summary.json")
+    if not args.out and not args.overwrite and os.path.isfile(summary):
+        raise UserError(f"{summary} exists (training writes one beside its results, at its own threshold): "
+                        "give --out DIR for this evaluation, or --overwrite to replace it")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        results = run(args)
-    except NucleiEvaluationInputError as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as e:  # a full or read-only disk
-        return report_disk_error(e, "evaluate.py: error: ")
+    results = run(args)  # bad input files: a NucleiEvaluationInputError (a UserError) naming the file
     print(_table(results))
     print(f"\nwrote {os.path.join(out_dir, 'summary.json')} and {os.path.join(out_dir, 'per_image.csv')}")
     return 0

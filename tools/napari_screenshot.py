@@ -33,12 +33,9 @@ def main(argv=None) -> dict:
         raise UserError(f"the napari extra is not installed ({e}): pip install -e '.[napari]'") from None
     if args.image:
         from maskrcnnpp.evaluation.coco_results import file_stem
-        from maskrcnnpp.inference import ImageReadError, read_image
+        from maskrcnnpp.inference import read_image
 
-        try:
-            image = read_image(args.image)
-        except ImageReadError as e:
-            raise UserError(str(e)) from None
+        image = read_image(args.image)
         name, truth = file_stem(args.image), None
     else:
         from maskrcnnpp.napari.sample_data import synthetic_nuclei

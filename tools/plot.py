@@ -32,7 +32,7 @@ from typing import Dict, List, Tuple
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
 from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
 from maskrcnnpp.evaluation.size_buckets import DEFAULT_EDGES, bucket_names, size_bucket_scores  # noqa: E402
-from maskrcnnpp.vis.plot_inputs import PlotInputError, read_speed_rows, speed_series  # noqa: E402
+from maskrcnnpp.vis.plot_inputs import read_speed_rows, speed_series  # noqa: E402
 from maskrcnnpp.utils.files import atomic_path  # noqa: E402
 from maskrcnnpp.vis.plots import image_formats, plot_size_buckets, plot_speed_accuracy, plot_training_curves  # noqa: E402
 
@@ -134,18 +134,13 @@ def load_pairs(gt_path: str, images: str | None, results_path: str, score_thresh
 
 
 def run_sizes(args) -> None:
-    from maskrcnnpp.evaluation import NucleiEvaluationInputError
-
     check_threshold(args.score_thresh, "--score-thresh")
 
     edges = parse_edges(args.edges)
     preds = named(args.pred, "--pred")
     results = {}
-    try:
-        for name, path in preds.items():
-            results[name] = size_bucket_scores(load_pairs(args.gt, args.images, path, args.score_thresh), edges)
-    except NucleiEvaluationInputError as e:
-        raise UserError(str(e)) from None
+    for name, path in preds.items():
+        results[name] = size_bucket_scores(load_pairs(args.gt, args.images, path, args.score_thresh), edges)
     plot_size_buckets(results, edges, args.output)
     table = args.csv or os.path.splitext(args.output)[0] + ".csv"
     with atomic_path(table) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -166,23 +161,20 @@ def main(argv=None) -> None:
     check_output(args.output, "--output")
     if getattr(args, "csv", None):
         check_output(args.csv, "--csv")
-    try:
-        if args.command == "curves":
-            keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
-            drawn = plot_training_curves(named(args.metrics, "--metrics"), args.output, keys)
-            for run, counts in drawn.items():
-                print(f"{run}: " + ", ".join(f"{k} ({n} points)" for k, n in counts.items()))
-            print(f"wrote {args.output}")
-        elif args.command == "speed":
-            rows = read_speed_rows(args.benchmark, summary_paths(args.summary))
-            drawn = plot_speed_accuracy(rows, args.output)
-            for label, group in speed_series(rows).items():
-                print(f"{label}: " + ", ".join(f"{r['mode'] or r['name']} {r['time_ms']:.1f} ms" for r in group))
-            print(f"wrote {args.output} ({drawn['iou']} IoU points, {drawn['score']} score points)")
-        else:
-            run_sizes(args)
-    except PlotInputError as e:
-        raise UserError(str(e)) from None
+    if args.command == "curves":
+        keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
+        drawn = plot_training_curves(named(args.metrics, "--metrics"), args.output, keys)
+        for run, counts in drawn.items():
+            print(f"{run}: " + ", ".join(f"{k} ({n} points)" for k, n in counts.items()))
+        print(f"wrote {args.output}")
+    elif args.command == "speed":
+        rows = read_speed_rows(args.benchmark, summary_paths(args.summary))
+        drawn = plot_speed_accuracy(rows, args.output)
+        for label, group in speed_series(rows).items():
+            print(f"{label}: " + ", ".join(f"{r['mode'] or r['name']} {r['time_ms']:.1f} ms" for r in group))
+        print(f"wrote {args.output} ({drawn['iou']} IoU points, {drawn['score']} score points)")
+    else:
+        run_sizes(args)
 
 
 if __name__ == "__main__":

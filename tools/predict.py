@@ -124,14 +124,6 @@ def parse_formats(text: str) -> List[str]:
         raise UserError(f"--formats {text!r}: {e}") from None
 
 
-def list_images(path: str, pattern: str | None, option: str = "--input") -> List[str]:
-    """The image files named by --input/--pattern, sorted; a clear error when there are none."""
-    try:
-        return list_image_files(path, pattern, option)
-    except ImageReadError as e:
-        raise UserError(str(e)) from None
-
-
 def parse_shard(text: str) -> Shard:
     try:
         return Shard.parse(text)
@@ -263,7 +255,7 @@ def main(argv=None) -> Dict[str, int]:
     diameter = diameter_choice(args.diameter)
     if args.score_thresh is not None:
         check_threshold(args.score_thresh, "--score-thresh")
-    all_files = list_images(args.input, args.pattern)
+    all_files = list_image_files(args.input, args.pattern, "--input")  # an ImageReadError when there are none
     shard = parse_shard(args.shard) if args.shard else None
     files = shard.select(all_files) if shard else all_files
     cfg = setup_cfg(config, args.opts, device=args.device)

@@ -18,7 +18,7 @@ import sys
 
 from maskrcnnpp.utils.files import write_json, write_text  # noqa: E402
 from maskrcnnpp.experiment import seed_table, seed_table_markdown  # noqa: E402
-from maskrcnnpp.cli import ensure_output_dir, exit_on_user_error  # noqa: E402
+from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
 
 
 @exit_on_user_error
@@ -28,8 +28,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="folder for table5.md and table5.json (default: ROOT)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.root):
-        print(f"error: {args.root} is not a folder", file=sys.stderr)
-        return 2
+        raise UserError(f"{args.root} is not a folder")
     out = args.out or args.root
     ensure_output_dir(out, "--out")
     table = seed_table(args.root)

@@ -34,9 +34,9 @@ from maskrcnnpp import model_zoo  # noqa: E402
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
 from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
-from maskrcnnpp.inference import ImageReadError, NucleiPredictor, read_image, to_uint8_rgb  # noqa: E402
+from maskrcnnpp.inference import NucleiPredictor, read_image, to_uint8_rgb  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import file_stem, group_results_file, unique_stems  # noqa: E402
-from maskrcnnpp.evaluation.label_images import NucleiEvaluationInputError, results_label_image  # noqa: E402
+from maskrcnnpp.evaluation.label_images import results_label_image  # noqa: E402
 from maskrcnnpp.inference.image_io import list_image_files  # noqa: E402
 from maskrcnnpp.vis.images import MODES, comparison_panels, compose_grid, save_png  # noqa: E402
 
@@ -107,22 +107,6 @@ def dataset_items(name: str, cfg) -> List[Dict]:
     return DatasetCatalog.get(name)
 
 
-def load_results(path: str) -> Dict[Any, List[dict]]:
-    """COCO results grouped by ``image_id`` (as stored: 1 and "1" are different images)."""
-    try:
-        return group_results_file(path, "--results")
-    except NucleiEvaluationInputError as e:
-        raise UserError(str(e)) from None
-
-
-def results_labels(results: List[dict], shape: Tuple[int, int], score_thresh: float, where: str) -> np.ndarray:
-    """Label image of one image's COCO results scoring >= ``score_thresh`` (overlaps go to the higher score)."""
-    try:
-        return results_label_image(results, shape, score_thresh, where)
-    except NucleiEvaluationInputError as e:
-        raise UserError(str(e)) from None
-
-
 def iterate_images(args, cfg) -> Iterator[Tuple[Optional[Any], str, Optional[np.ndarray]]]:
     """(dataset image id or None, file, ground-truth label image or None) of the images to draw."""
     limit = args.max_images or None
@@ -132,11 +116,7 @@ def iterate_images(args, cfg) -> Iterator[Tuple[Optional[Any], str, Optional[np.
         for record in dataset_items(args.dataset, cfg)[:limit]:
             yield record["image_id"], record["file_name"], gt_label_image(record)[0]
     else:
-        try:
-            files = list_image_files(args.images, args.pattern, "--images")
-        except ImageReadError as e:
-            raise UserError(str(e)) from None
-        for path in files[:limit]:
+        for path in list_image_files(args.images, args.pattern, "--images")[:limit]:
             yield None, path, None
 
 
@@ -171,10 +151,7 @@ def output_names(items) -> List[str]:
 
 def load_checked_image(path: str, gt: Optional[np.ndarray]) -> np.ndarray:
     """The image at ``path`` as read (a UserError if unreadable or not the size of its ground truth)."""
-    try:
-        raw = read_image(path)
-    except ImageReadError as e:
-        raise UserError(str(e)) from None
+    raw = read_image(path)
     if gt is not None and gt.shape != raw.shape[:2]:
         raise UserError(f"{path}: image is {raw.shape[:2]} but its ground truth is {gt.shape}")
     return raw
@@ -199,7 +176,8 @@ def main(argv=None) -> List[str]:
             raise UserError(f"bad override in {list(args.opts)}: {e}") from None
     ensure_output_dir(args.output, "--output", create=False)
     items = list(iterate_images(args, cfg))
-    results = load_results(args.results) if args.results else None
+    # grouped by image_id as stored: 1 and "1" are different images
+    results = group_results_file(args.results, "--results") if args.results else None
     result_keys = match_results(items, results, args.results) if results is not None else [None] * len(items)
     score_thresh = cfg.TEST.NUCLEI.SCORE_THRESH if args.score_thresh is None else args.score_thresh
     # every input is read and checked before the model is built or anything is written, so a bad
@@ -207,7 +185,7 @@ def main(argv=None) -> List[str]:
     for (_, path, gt), key in zip(items, result_keys):
         shape = load_checked_image(path, gt).shape[:2]
         if results is not None:
-            results_labels(results.get(key, []), shape, score_thresh, f"{args.results} (image {key})")
+            results_label_image(results.get(key, []), shape, score_thresh, f"{args.results} (image {key})")
     predictor = NucleiPredictor(cfg, args.weights, score_thresh=args.score_thresh) if args.config else None
     ensure_output_dir(args.output, "--output")
 
@@ -221,7 +199,8 @@ def main(argv=None) -> List[str]:
             pred = predictor.predict(raw).labels
         elif results is not None:
             missing += key is None
-            pred = results_labels(results.get(key, []), image.shape[:2], score_thresh, f"{args.results} (image {key})")
+            pred = results_label_image(results.get(key, []), image.shape[:2], score_thresh,
+                                       f"{args.results} (image {key})")
         panels = comparison_panels(image, args.mode, gt, pred, scale=args.scale)
         target = os.path.join(args.output, f"{safe_name(name)}_{args.mode}.png")
         save_png(target, compose_grid(panels))

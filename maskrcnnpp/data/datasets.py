@@ -56,7 +56,7 @@ DSB2018_SPLITS = ("train", "val", "test", "all")
 SYNTH_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 
 
-class DatasetNotPreparedError(FileNotFoundError):
+class DatasetNotPreparedError(UserError, FileNotFoundError):
     """A registered dataset whose files are not there yet; the message says how to prepare them."""
 
 

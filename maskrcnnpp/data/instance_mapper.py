@@ -43,6 +43,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 from PIL import Image
 
+from ..errors import UserError
 from ..utils.rle import rle_foreground_runs
 from .augmentations import PhotometricTransform, TransposeTransform, build_nuclei_augmentations
 
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 
-class InstanceAnnotationError(ValueError):
+class InstanceAnnotationError(UserError, ValueError):
     """An annotation that cannot be mapped; the message names the image file and the annotation."""
 
 

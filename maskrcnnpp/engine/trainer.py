@@ -67,8 +67,6 @@ class KeepBestCheckpointer(hooks.BestCheckpointer):
 def check_datasets(cfg: CfgNode, test_only: bool = False) -> None:
     """Fail early, with the fix, when a configured dataset is unknown or not prepared (with
     ``test_only``, as for scoring a model, only those of DATASETS.TEST)."""
-    from ..data import DatasetNotPreparedError
-
     names = ([] if test_only else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.VAL)) + list(cfg.DATASETS.TEST)
     registered = set(DatasetCatalog.list())
     for name in dict.fromkeys(names):
@@ -78,10 +76,7 @@ def check_datasets(cfg: CfgNode, test_only: bool = False) -> None:
                             "(register a folder prepared by datasets/prepare_folder.py by name with "
                             "DATASETS.NUCLEI.FOLDERS [[NAME, FOLDER]], or your own COCO json with "
                             "maskrcnnpp.data.register_nuclei_coco)")
-        try:
-            DatasetCatalog.get(name)
-        except DatasetNotPreparedError as e:
-            raise UserError(str(e)) from None
+        DatasetCatalog.get(name)  # an unprepared dataset raises DatasetNotPreparedError (a UserError) here
 
 
 class NucleiTrainer(DefaultTrainer):

@@ -15,6 +15,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
+from ..errors import UserError
 from ..utils.rle import rle_pixel_indices as _rle_pixel_indices
 from ..utils.rle import rle_run_lengths
 from .metrics import remove_overlaps
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-class NucleiEvaluationInputError(ValueError):
+class NucleiEvaluationInputError(UserError, ValueError):
     """Ground truth or predictions that cannot be scored; the message names the file/image/key."""
 
 

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..errors import UserError
 from ..utils.images import (
     RESCALE_MODES,
     check_layout,
@@ -45,7 +46,7 @@ PNG_GREY_ALPHA = 4  # IHDR colour type of grey + alpha (PNG spec 11.2.2)
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image file that cannot be read or has an unsupported layout; the message names the file."""
 
 

@@ -28,6 +28,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..errors import UserError
+
 __all__ = [
     "PERCENTILES",
     "PNG_SIGNATURE",
@@ -51,7 +53,7 @@ PERCENTILES = (0.1, 99.9)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class ImageLayoutError(ValueError):
+class ImageLayoutError(UserError, ValueError):
     """An array that is not a grey, RGB or RGBA (or, where allowed, grey+alpha) image."""
 
 

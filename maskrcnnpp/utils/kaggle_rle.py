@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import UserError
 from .files import atomic_path
 
 __all__ = [
@@ -42,11 +43,11 @@ KAGGLE_COLUMNS = ("ImageId", "EncodedPixels")
 KAGGLE_OPTIONAL_COLUMNS = ("Height", "Width", "Usage")
 
 
-class RLEError(ValueError):
+class RLEError(UserError, ValueError):
     """A run-length string that is malformed or does not fit the image it is decoded into."""
 
 
-class KaggleCsvError(ValueError):
+class KaggleCsvError(UserError, ValueError):
     """A Kaggle RLE CSV that cannot be read (wrong header, bad row); the message names file and line."""
 
 

@@ -12,13 +12,14 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
+from ..errors import UserError
 from ..utils.files import read_json
 
 __all__ = ["METRIC_KEYS", "PlotInputError", "TIME_KEYS", "curve", "default_curve_keys", "join_summaries", "read_benchmark_rows",
            "read_metrics_json", "read_speed_rows", "speed_series", "summary_targets"]
 
 
-class PlotInputError(ValueError):
+class PlotInputError(UserError, ValueError):
     """An input file of a plot that cannot be used; the message names the file and what is wrong."""
 
 

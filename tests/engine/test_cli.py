@@ -61,3 +61,49 @@ def test_a_path_under_a_file_is_refused_before_any_work(tmp_path):
     (tmp_path / "afile").write_text("")
     with pytest.raises(UserError, match=r"afile/sub: .*afile exists and is not a folder"):
         ensure_output_dir(str(tmp_path / "afile" / "sub"), "--out", create=False)
+
+
+def _library_input_errors():
+    from maskrcnnpp.data import DatasetNotPreparedError
+    from maskrcnnpp.data.dsb2018 import DatasetError
+    from maskrcnnpp.data.instance_mapper import InstanceAnnotationError
+    from maskrcnnpp.evaluation import NucleiEvaluationInputError
+    from maskrcnnpp.inference.image_io import ChannelChoiceNeeded, ImageReadError
+    from maskrcnnpp.utils.images import ImageLayoutError
+    from maskrcnnpp.utils.kaggle_rle import KaggleCsvError, RLEError
+    from maskrcnnpp.vis.plot_inputs import PlotInputError
+
+    return [(DatasetNotPreparedError, FileNotFoundError), (DatasetError, ValueError), (InstanceAnnotationError, ValueError),
+            (NucleiEvaluationInputError, ValueError), (ImageReadError, ValueError), (ChannelChoiceNeeded, ValueError),
+            (ImageLayoutError, ValueError), (KaggleCsvError, ValueError), (RLEError, ValueError), (PlotInputError, ValueError)]
+
+
+@pytest.mark.parametrize("error, base", _library_input_errors(), ids=lambda c: c.__name__)
+def test_library_input_errors_are_one_line_and_still_caught_by_their_base(capsys, error, base):
+    @exit_on_user_error
+    def tool():
+        raise error("/data/gt.json: image id 3 has no 'file_name'")
+
+    with pytest.raises(SystemExit) as exc:  # DatasetNotPreparedError is an OSError, yet not a disk error
+        tool()
+    assert exc.value.code == 2 and capsys.readouterr().err == "error: /data/gt.json: image id 3 has no 'file_name'\n"
+    with pytest.raises(base, match="image id 3"):  # callers that catch ValueError / FileNotFoundError still do
+        raise error("image id 3")
+
+
+def test_a_prefix_names_the_tool_on_user_and_disk_errors(capsys):
+    @exit_on_user_error(prefix="evaluate.py: error: ")
+    def tool(error):
+        raise error
+
+    with pytest.raises(SystemExit) as exc:
+        tool(UserError("--score-thresh must be in [0, 1] (a score/probability), got 1.5"))
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == "evaluate.py: error: --score-thresh must be in [0, 1] (a score/probability), got 1.5\n"
+    with pytest.raises(SystemExit) as exc:
+        tool(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/out/summary.json"))
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == (f"evaluate.py: error: /data/out/summary.json: {os.strerror(errno.ENOSPC)} "
+                                       "(the disk is full: free space and run the same command again)\n")
+    with pytest.raises(OSError, match="Input/output"):
+        tool(OSError(errno.EIO, "Input/output error"))

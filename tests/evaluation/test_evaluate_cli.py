@@ -173,6 +173,23 @@ def test_bad_predictions_are_rejected(synthetic_files, tmp_path, case, expected)
     assert not out.exists()  # nothing half-written
 
 
+def test_each_kind_of_refusal_is_one_exact_line(synthetic_files, tmp_path):
+    """The option checks, the input files' checks and --only-predicted-images: the same one line each."""
+    _, gt, gt_path, pred_path = synthetic_files
+    results = coco_results_from_gt(gt)
+    bad_size = write(tmp_path / "bad_size.json", _mutated(results, segmentation=dict(results[1]["segmentation"], size=[64, 63])))
+    empty = write(tmp_path / "empty.json", [])
+    for argv, line in [
+        (["--pred", pred_path, "--score-thresh", 1.5], "--score-thresh must be in [0, 1] (a score/probability), got 1.5"),
+        (["--pred", bad_size], f"{bad_size}: entry 1 (image id 1): RLE size [64, 63] (height, width) does not match "
+                               "the image size [64, 64]"),
+        (["--pred", empty, "--only-predicted-images"], f"--only-predicted-images: {empty} predicts nothing for any image"),
+    ]:
+        res = evaluate("--gt", gt_path, "--out", tmp_path / "out", *argv)
+        assert (res.returncode, res.stderr) == (2, f"evaluate.py: error: {line}\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_without_out_a_summary_already_there_is_not_replaced(synthetic_files, tmp_path):
     _, gt, gt_path, _ = synthetic_files
     pred = write(tmp_path / "coco_instances_results.json", coco_results_from_gt(gt))

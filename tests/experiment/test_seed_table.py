@@ -81,4 +81,4 @@ def test_cli_writes_both_files_and_refuses_a_missing_root(root, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
     res = subprocess.run([sys.executable, str(REPO / "tools" / "seed_table.py"), str(tmp_path / "absent")],
                          capture_output=True, text=True)
-    assert res.returncode == 2 and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    assert res.returncode == 2 and res.stderr == f"error: {tmp_path / 'absent'} is not a folder\n"

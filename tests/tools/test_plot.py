@@ -259,3 +259,29 @@ def test_plot_cli_unwritable_output_exit_2(tmp_path, capsys):
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+def exact_error(argv, capsys) -> str:
+    """stderr of a refused plot.main(argv), which must exit with status 2."""
+    with pytest.raises(SystemExit) as exc:
+        plot.main(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_input_errors_are_one_exact_line(tmp_path, capsys):
+    """The line a user sees for each kind of bad input file of curves, speed and sizes."""
+    missing = tmp_path / "none.json"
+    assert exact_error(["curves", "--metrics", str(missing), "--output", str(tmp_path / "c.png")], capsys) == (
+        f"error: metrics file {missing} does not exist\n")
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"rows": [{"config": "unetpp_tiny", "mode": "L1", "latency_median_ms": 3.0, "size": 128}]}))
+    assert exact_error(["speed", "--benchmark", str(bench), "--output", str(tmp_path / "s.png")], capsys) == (
+        f"error: {bench}: row 0 (unetpp_tiny[L1]) has no 'iou'/'score'; add them to the row or pass its evaluator "
+        "summary.json (--summary 'unetpp_tiny[L1]=PATH')\n")
+    # sizes: a prediction made for a 32 x 32 image, scored against the 64 x 64 image 7 of the ground truth
+    gt_file = coco_file(tmp_path / "gt.json", [{"id": 7, "file_name": "a.png", "height": 64, "width": 64}], [])
+    small = [{"image_id": 7, "category_id": 1, "score": 0.9, "segmentation": rle(np.ones((32, 32), bool))}]
+    pred = coco_file(tmp_path / "small.json", None, small, results=True)
+    assert exact_error(["sizes", "--gt", gt_file, "--pred", f"m={pred}", "--output", str(tmp_path / "z.png")], capsys) == (
+        f"error: {pred}: entry 0 (image id 7): RLE size [32, 32] (height, width) does not match the image size [64, 64]\n")

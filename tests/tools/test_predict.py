@@ -183,6 +183,22 @@ def test_bad_config_key_unknown_format_and_empty_folder(tmp_path, capsys, weight
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+def test_input_that_names_no_usable_images_is_one_exact_line(tmp_path, capsys):
+    base = ["--config", "maskrcnnpp_tiny", "--output", str(tmp_path / "o")]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "twins").mkdir()
+    for name in ("a.png", "a.tif"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "twins" / name)
+    for folder, line in [
+        ("nowhere", f"error: --input {tmp_path / 'nowhere'} does not exist\n"),
+        ("empty", f"error: --input {tmp_path / 'empty'}: no images matching *.png / *.tif / *.tiff / *.jpg / *.jpeg / *.bmp\n"),
+        ("twins", f"error: --input: {tmp_path / 'twins' / 'a.png'} and {tmp_path / 'twins' / 'a.tif'} share the name 'a' "
+                  "(outputs would collide); pick one with a pattern\n"),
+    ]:
+        assert _main_error(capsys, ["--input", str(tmp_path / folder), *base]) == line
+    assert not (tmp_path / "o").exists()
+
+
 # ---------------------------------------------------------------------------- writers (library)
 def test_roi_outline_encloses_exactly_the_mask_pixel_centres():
     from matplotlib.path import Path as MplPath

@@ -146,9 +146,14 @@ def test_unregistered_dataset_is_a_clear_error():
 
 
 def test_unprepared_dsb2018_says_how_to_prepare_it(tmp_path):
+    dsb = tmp_path / "dsb"
     res = run(["--config", "maskrcnnpp_tiny", "DATASETS.TRAIN", "('dsb2018_train',)", "DATASETS.NUCLEI.DSB2018_ROOT",
-               str(tmp_path / "dsb")])
-    _assert_clean_error(res, "python datasets/prepare_dsb2018.py --src", str(tmp_path / "dsb"))
+               str(dsb)], {"MASKRCNNPP_DSB2018_ZIP": "/data/stage1_train.zip"})
+    _assert_clean_error(res, "python datasets/prepare_dsb2018.py --src", str(dsb))
+    assert res.stderr.splitlines()[-1] == (
+        f"error: dsb2018_train: no prepared DSB 2018 data at {dsb} (missing {dsb / 'annotations' / 'train.json'}). "
+        f"Prepare it with: python datasets/prepare_dsb2018.py --src /data/stage1_train.zip --out {dsb} , or set "
+        "DATASETS.NUCLEI.DSB2018_ROOT / MASKRCNNPP_DSB2018 to a prepared folder")
 
 
 def test_weights_that_cannot_be_downloaded_name_the_offline_config(tmp_path):

@@ -274,3 +274,46 @@ def test_a_bad_image_among_good_ones_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "img2.png" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def mask_util_rle(mask: np.ndarray) -> dict:
+    import pycocotools.mask as mask_util
+
+    encoded = mask_util.encode(np.asfortranarray(mask))
+    return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
+
+
+def test_bad_image_and_results_files_are_one_exact_line(tmp_path, capsys):
+    """The line a user sees for a missing --images folder, a results file that is not one, results of the
+    wrong image size, and an image file that is a z-stack."""
+    import tifffile
+
+    def error(argv):
+        with pytest.raises(SystemExit) as exc:
+            visualize.main(argv + ["--mode", "overlay", "--output", str(tmp_path / "o")])
+        assert exc.value.code == 2
+        return capsys.readouterr().err
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(images / "img0.png")
+    results = tmp_path / "results.json"
+    results.write_text("[]")
+    assert error(["--results", str(results), "--images", str(tmp_path / "none")]) == (
+        f"error: --images {tmp_path / 'none'} does not exist\n")
+    results.write_text(json.dumps({"image_id": "img0"}))
+    assert error(["--results", str(results), "--images", str(images)]) == (
+        f"error: --results {results} is not a COCO results file (a JSON list of entries with image_id, "
+        "segmentation, score)\n")
+    small = mask_util_rle(np.ones((10, 10), np.uint8))
+    results.write_text(json.dumps([{"image_id": "img0", "category_id": 1, "score": 0.9, "segmentation": small}]))
+    assert error(["--results", str(results), "--images", str(images)]) == (
+        f"error: {results} (image img0): RLE size [10, 10] (height, width) does not match the image size [96, 96]\n")
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    tifffile.imwrite(stack / "z.tif", np.zeros((3, SIZE, SIZE), np.uint8), imagej=True, metadata={"axes": "ZYX"})
+    results.write_text(json.dumps([{"image_id": "z", "category_id": 1, "score": 0.9, "segmentation": small}]))
+    assert error(["--results", str(results), "--images", str(stack)]) == (
+        f"error: image {stack / 'z.tif'}: a stack of 3 planes (TIFF axes ZYX); multi-page stacks are not supported: "
+        "save one plane per file\n")
+    assert not (tmp_path / "o").exists()

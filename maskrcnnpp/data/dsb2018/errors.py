@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ...errors import UserError
+
 __all__ = ["DatasetError"]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """Input that cannot be converted; the message names the file (and line) at fault.
 
     ``argument`` names the :func:`~maskrcnnpp.data.dsb2018.prepare_dsb2018` argument to change
