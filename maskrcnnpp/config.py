@@ -68,6 +68,11 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     # NOMINAL_DIAMETER / diameter instead of the INPUT.MIN_SIZE_TEST resize. 0: unknown, and
     # prediction with a diameter is refused. Shipped models set it from maskrcnnpp/weights/zoo.json.
     cfg.TEST.NUCLEI.NOMINAL_DIAMETER = 0.0
+    # The nucleus diameter prediction uses when none is given (NucleiPredictor, tools/predict.py, the
+    # napari widget): "" or "none" for none (the INPUT.MIN_SIZE_TEST resize), "auto" (estimated per
+    # image), or pixels as quoted text (yacs reads a bare 14 as a number), e.g. "'14'". Shipped models
+    # set it from maskrcnnpp/weights/zoo.json.
+    cfg.TEST.NUCLEI.DIAMETER = ""
     # Diameter "auto": the second pass (at the estimated diameter's factor) is skipped when that factor
     # is within this relative distance of the first pass's factor (the first pass is kept).
     cfg.TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE = 0.1

@@ -59,12 +59,15 @@ class ZooModel:
         return [float(v) for v in found] if found else None
 
     def config_overrides(self) -> List[str]:
-        """Config KEY VALUE pairs the model's card adds to its config (its nominal nucleus diameter and range)."""
+        """Config KEY VALUE pairs the model's card adds to its config (its nominal nucleus diameter, range and
+        the diameter it predicts with by default)."""
         if not self.nominal_diameter > 0:
             return []
         overrides = ["TEST.NUCLEI.NOMINAL_DIAMETER", repr(self.nominal_diameter)]
         if self.diameter_range:
             overrides += ["TEST.NUCLEI.AUTO_DIAMETER_RANGE", repr(tuple(self.diameter_range))]
+        if self.card.get("default_diameter"):
+            overrides += ["TEST.NUCLEI.DIAMETER", str(self.card["default_diameter"])]
         return overrides
 
 
@@ -212,6 +215,9 @@ def _card_markdown(model: ZooModel, default: bool) -> List[str]:
         nd = card["nominal_diameter"]
         lines.append(f"- Nominal nucleus diameter (what `--diameter` rescales nuclei to): {nd['pixels']:.2f} px "
                      f"({nd.get('how', '')})")
+        if card.get("default_diameter"):
+            lines.append(f"- Predicts with `--diameter {card['default_diameter']}` unless told otherwise "
+                         "(README, \"Image scale and channels\")")
         if nd.get("range"):
             low, high = nd["range"]
             percentiles = "-".join(f"{p:g}" for p in nd.get("range_percentiles", ()))

@@ -4,8 +4,8 @@
     python tools/model_zoo.py list                      # name, config, test-split figures, CPU time
     python tools/model_zoo.py check                     # every shipped weights file against its SHA-256
     python tools/model_zoo.py cards                     # docs/MODEL_ZOO.md from the models' cards
-    python tools/model_zoo.py diameter --name nuclei_maskrcnnpp_r18 --gt DSB/annotations/train.json
-                                                        # the model's nominal nucleus diameter, into its card
+    python tools/model_zoo.py diameter --name nuclei_maskrcnnpp_r18 --gt DSB/annotations/train.json [--default-diameter auto]
+                                                        # the model's nominal nucleus diameter and range, into its card
     python tools/model_zoo.py export --run runs/zoo/r18_4000/maskrcnnpp_tiny --name nuclei_maskrcnnpp_r18 \\
         --config nuclei_maskrcnnpp_r18 --summary "..." [--cpu-seconds 0.9] [--card notes.json] [--default]
 
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("diameter", help="compute a model's nominal nucleus diameter from its training annotations")
     d.add_argument("--name", required=True, help="the shipped model")
     d.add_argument("--gt", required=True, help="COCO json of the model's training split (annotations with 'area')")
+    d.add_argument("--default-diameter", choices=["auto", "none"], default=None,
+                   help="also store the diameter the model predicts with when none is given (default: keep the card's)")
     e = sub.add_parser("export", help="add a trained checkpoint to the zoo (fp16)")
     e.add_argument("--run", required=True, help="a finished tools/experiment.py run folder (OUT/<model>)")
     e.add_argument("--name", required=True, help="the model's name, e.g. nuclei_maskrcnnpp_r18")
@@ -64,7 +66,7 @@ def export(args) -> None:
 
 
 def store_diameter(args) -> None:
-    found = store_nominal_diameter(args.name, args.gt)
+    found = store_nominal_diameter(args.name, args.gt, args.default_diameter)
     print(f"{args.name}: nominal nucleus diameter {found['pixels']:.3f} px (median over all nuclei "
           f"{found['all_nuclei_median']:.3f} px; {found['images']} images, {found['nuclei']} nuclei), training range "
           f"{found['range'][0]:.3f}-{found['range'][1]:.3f} px; wrote {model_zoo.ZOO_FILE}")

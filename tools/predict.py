@@ -22,12 +22,13 @@ and for all images together:
 With --shard K/N the run predicts every N-th image (from the K-th) of the sorted list and writes
 coco_results.shard-K-of-N.json (and the Kaggle CSV likewise) plus predict_shard.shard-K-of-N.json
 last; tools/merge_predictions.py joins the N shards into coco_results.json / kaggle_submission.csv.
-Image scale: by default every image is resized to the model's test short side (INPUT.MIN_SIZE_TEST),
-whatever the size of its nuclei. --diameter PIXELS (the typical nucleus diameter in your images)
-rescales each image so that nuclei have the size the model was trained on (its nominal diameter);
---diameter auto estimates it per image (a first pass at the default resize, then a second at the
-estimated diameter). Results are always at the original pixels. With a diameter, --tile-size and
---tile-overlap count pixels of the rescaled image.
+Image scale: without a diameter every image is resized to the model's test short side
+(INPUT.MIN_SIZE_TEST), whatever the size of its nuclei. --diameter PIXELS (the typical nucleus
+diameter in your images) rescales each image so that nuclei have the size the model was trained on
+(its nominal diameter); --diameter auto (the shipped model's default) makes a first pass at the
+default resize and a second only when the nuclei it found lie outside the sizes the model was
+trained on; --diameter none forces the fixed resize. Results are always at the original pixels.
+With a diameter, --tile-size and --tile-overlap count pixels of the rescaled image.
 Channels: --channel K segments channel K (numbered from 1, as in Fiji) of a multi-channel image,
 found by the TIFF's axis names (C, else S; ImageJ/OME metadata); --cyto-channel K adds a cytoplasm
 channel (model input: cytoplasm green, nuclei blue, as Cellpose users lay out RGB images).
@@ -56,6 +57,7 @@ from maskrcnnpp.inference.outputs import DEFAULT_FORMATS, FORMATS  # noqa: E402
 from maskrcnnpp.inference.image_io import (  # noqa: E402
     IMAGE_SUFFIXES, RESCALE_MODES, ChannelChoice, ChannelChoiceNeeded, image_kind, list_image_files,
 )
+from maskrcnnpp.inference.predictor import CONFIG_DIAMETER  # noqa: E402
 from maskrcnnpp.inference.scale import parse_diameter  # noqa: E402
 from maskrcnnpp.inference.shards import Shard, write_shard_record  # noqa: E402
 
@@ -81,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(the shipped models were trained without one: --channel alone is their input)")
     inp.add_argument("--diameter", default=None, metavar="PIXELS|auto",
                      help="typical nucleus diameter in your images, in pixels: images are rescaled so nuclei have "
-                          "the size the model was trained on; 'auto' estimates it per image (default: none, the "
-                          "model's fixed test resize)")
+                          "the size the model was trained on; 'auto' estimates it per image; 'none' keeps the "
+                          "model's fixed test resize (default: the model's TEST.NUCLEI.DIAMETER: auto for the "
+                          "shipped model, none for your own)")
     model = parser.add_argument_group("model")
     model.add_argument("--model", "-m", default=None, metavar="NAME",
                        help="a shipped model ('list' prints them); the default model when neither --model nor "
@@ -151,13 +154,13 @@ def channel_choice(args) -> Optional[ChannelChoice]:
 
 
 def diameter_choice(text: Optional[str]):
-    """--diameter: None, a positive number of pixels or 'auto'."""
+    """--diameter: the model's default (not given), None ('none'), a positive number of pixels or 'auto'."""
     if text is None:
-        return None
+        return CONFIG_DIAMETER
     try:
         return parse_diameter(text)
     except UserError:
-        raise UserError(f"--diameter must be a positive number of pixels or 'auto', got {text!r}") from None
+        raise UserError(f"--diameter must be a positive number of pixels, 'auto' or 'none', got {text!r}") from None
 
 
 def read_problem(e: ImageReadError) -> str:

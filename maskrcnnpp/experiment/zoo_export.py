@@ -152,9 +152,11 @@ def export_run(run: str, name: str, config: str, summary: str, *, extra_card: Op
     return ExportResult(str(weights), sha, card["subset"]["score"])
 
 
-def store_nominal_diameter(name: str, gt_path: str) -> Dict[str, Any]:
+def store_nominal_diameter(name: str, gt_path: str, default_diameter: Optional[str] = None) -> Dict[str, Any]:
     """Compute zoo model ``name``'s nominal nucleus diameter and training range on the COCO json ``gt_path``
-    (its training split) at its config's training resize, store them in its card and return them."""
+    (its training split) at its config's training resize, store them in its card and return them;
+    ``default_diameter`` ("auto" / "none") also sets the card's ``default_diameter`` (the model's
+    ``TEST.NUCLEI.DIAMETER``; "none" removes it)."""
     from ..data.nucleus_size import nominal_diameter
 
     model = model_zoo.get(name)
@@ -171,6 +173,10 @@ def store_nominal_diameter(name: str, gt_path: str) -> Dict[str, Any]:
         return round(value, 3) if isinstance(value, float) else [rounded(v) for v in value] if isinstance(value, list) else value
 
     card = dict(model.card, nominal_diameter={k: rounded(v) for k, v in found.items()})
+    if default_diameter == "none":
+        card.pop("default_diameter", None)
+    elif default_diameter:
+        card["default_diameter"] = default_diameter
     model_zoo.register(model_zoo.ZooModel(model.name, model.config, model.weights, model.sha256, model.summary, card),
                        default=model_zoo.default_model() == model.name)
     return found

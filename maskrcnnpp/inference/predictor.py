@@ -43,8 +43,8 @@ from ..model_zoo import get as get_zoo_model
 from ..model_zoo import resolve_weights, weights_path
 from ..modeling.meta_arch import NucleiRCNN
 from .image_io import RESCALE_MODES, intensity_image, to_uint8_rgb
-from .scale import (AUTO, Diameter, auto_scale, check_diameter, check_diameter_range, diameter_scale, estimate_diameter,
-                    needs_second_pass)
+from .scale import (AUTO, Diameter, auto_scale, check_diameter, check_diameter_range, config_diameter, diameter_scale,
+                    estimate_diameter, needs_second_pass)
 from .instances import (
     CroppedInstance, NucleiPrediction, crops_from_instances, crops_from_unpasted_instances, paint_labels,
 )
@@ -53,6 +53,7 @@ from .writers import nuclei_table
 
 logger = logging.getLogger(__name__)
 _PREDICTOR_DIAMETER = object()  # predict(): the predictor's own diameter
+CONFIG_DIAMETER = object()  # NucleiPredictor(): the config's TEST.NUCLEI.DIAMETER
 
 def describe_device(device: str) -> str:
     """One line saying which device runs the model, e.g. ``cuda:0 (NVIDIA H100, 79.2 GiB)``."""
@@ -157,7 +158,7 @@ class NucleiPredictor:
         rescale: str = "max",
         model: Optional[torch.nn.Module] = None,
         config_name: Optional[str] = None,
-        diameter: Diameter = None,
+        diameter: Union[Diameter, object] = CONFIG_DIAMETER,
     ):
         """
         Args:
@@ -171,6 +172,7 @@ class NucleiPredictor:
             config_name: the config name/path ``cfg`` came from, to name in errors about the weights.
             diameter: typical nucleus diameter of the images in their own pixels, ``"auto"`` (estimated
                 per image) or None (the config's test resize); see :mod:`maskrcnnpp.inference.scale`.
+                Default: the config's ``TEST.NUCLEI.DIAMETER`` ("auto" for the shipped models whose card says so).
 
         Raises :class:`UserError` for weights that leave part of the model unloaded (:func:`load_weights`),
         thresholds outside [0, 1], a diameter that is not positive or "auto", and a diameter for a model
@@ -190,7 +192,8 @@ class NucleiPredictor:
         self.nominal_diameter = float(cfg.TEST.NUCLEI.NOMINAL_DIAMETER)
         self.auto_tolerance = float(cfg.TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE)
         self.auto_range = check_diameter_range(cfg.TEST.NUCLEI.AUTO_DIAMETER_RANGE)
-        self.diameter = self._checked_diameter(diameter)
+        self.diameter = self._checked_diameter(
+            config_diameter(cfg.TEST.NUCLEI.DIAMETER) if diameter is CONFIG_DIAMETER else diameter)
         self.is_semantic = is_semantic(cfg)
         if model is None:
             try:
@@ -270,11 +273,11 @@ class NucleiPredictor:
         batch_size: Optional[int] = None,
         diameter: Union[Diameter, object] = _PREDICTOR_DIAMETER,
     ) -> List[NucleiPrediction]:
-        """:meth:`predict` of each of ``images``. Without a diameter, untiled images share forward
-        passes, up to ``batch_size`` (default: all) model inputs of one size each
-        (:meth:`predict_instances_batch`); tiled images, and images rescaled by a diameter, go one at a
-        time, their tiles ``batch_size`` at a time. Equal to predicting the images one by one up to
-        float rounding (batched convolutions: scores within 1e-6)."""
+        """:meth:`predict` of each of ``images``. Without a diameter, and for the first pass of "auto",
+        untiled images share forward passes, up to ``batch_size`` (default: all) model inputs of one
+        size each (:meth:`predict_instances_batch`); tiled images, images rescaled by a diameter and
+        auto's second passes go one at a time, their tiles ``batch_size`` at a time. Equal to
+        predicting the images one by one up to float rounding (batched convolutions: scores within 1e-6)."""
         batch_size = max(1, len(images)) if batch_size is None else batch_size
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
@@ -282,12 +285,18 @@ class NucleiPredictor:
         rgb8s = [to_uint8_rgb(image, self.rescale) for image in images]
         predictions: List[Optional[NucleiPrediction]] = [None] * len(rgb8s)
         shared = [i for i, rgb8 in enumerate(rgb8s)
-                  if diameter is None and not (tile_size and max(rgb8.shape[:2]) > tile_size)]
+                  if diameter in (None, AUTO) and not (tile_size and max(rgb8.shape[:2]) > tile_size)]
         for i, instances in zip(shared, self.predict_instances_batch([rgb8s[i] for i in shared], batch_size=batch_size)):
             height, width = rgb8s[i].shape[:2]
+            first = (instances, {"tiles": 1}, self.test_scale(height, width))
+            if diameter == AUTO:
+                instances, stats, info = self._auto_instances(rgb8s[i], tile_size, tile_overlap, progress, batch_size,
+                                                              first)
+            else:
+                stats, info = first[1], {"scale": first[2], "diameter": None, "diameter_source": "none"}
             predictions[i] = paint_labels(instances, (height, width))
-            predictions[i].info.update({"tiles": 1, "scale": self.test_scale(height, width), "diameter": None,
-                                        "diameter_source": "none"})
+            predictions[i].info.update(stats)
+            predictions[i].info.update(info)
         for i, rgb8 in enumerate(rgb8s):
             if predictions[i] is None:
                 predictions[i] = self._predict_scaled(rgb8, tile_size, tile_overlap, progress, batch_size, diameter)
@@ -412,9 +421,11 @@ class NucleiPredictor:
         return instances, stats, scale
 
     def _auto_instances(self, rgb8: np.ndarray, tile_size: int, tile_overlap: int, progress: bool,
-                        batch_size: int = 1):
-        """Diameter "auto" (module doc of :mod:`.scale`): instances, merge counts and the scale info."""
-        first, stats, first_scale = self._instances_at(rgb8, None, tile_size, tile_overlap, progress, batch_size)
+                        batch_size: int = 1, first_pass: Optional[Tuple[List[CroppedInstance], Dict[str, int], float]] = None):
+        """Diameter "auto" (module doc of :mod:`.scale`): instances, merge counts and the scale info;
+        ``first_pass`` is the default resize's :meth:`_instances_at` when already made."""
+        first, stats, first_scale = first_pass or self._instances_at(rgb8, None, tile_size, tile_overlap, progress,
+                                                                     batch_size)
         diameter = estimate_diameter(first)
         if diameter is None:
             logger.warning("diameter auto: no nucleus scored %s or more at the default resize (x%.3g), so the "

@@ -28,17 +28,21 @@ from ..data.nucleus_size import equivalent_diameter
 from ..errors import UserError
 from .instances import CroppedInstance
 
-__all__ = ["AUTO", "Diameter", "auto_scale", "check_diameter", "check_diameter_range", "diameter_scale", "estimate_diameter", "needs_second_pass",
+__all__ = ["AUTO", "NONE", "Diameter", "auto_scale", "check_diameter", "check_diameter_range", "config_diameter",
+           "diameter_scale", "estimate_diameter", "needs_second_pass",
            "parse_diameter"]
 
 AUTO = "auto"
+NONE = "none"  # the text of no diameter: the config's test resize
 Diameter = Union[None, float, str]  # None: the config's test resize; a number of pixels; "auto"
 
 
 def parse_diameter(text: str) -> Diameter:
-    """``"auto"`` or a positive finite number of pixels from ``text``; a UserError saying what is allowed."""
+    """``"auto"``, ``"none"`` (None) or a positive finite number of pixels from ``text``; a UserError saying what is allowed."""
     if text.strip().lower() == AUTO:
         return AUTO
+    if text.strip().lower() == NONE:
+        return None
     try:
         value = float(text)
     except ValueError:
@@ -54,7 +58,18 @@ def check_diameter(diameter: Diameter) -> Diameter:
         value = float(diameter)
         if math.isfinite(value) and value > 0:
             return value
-    raise UserError(f"nucleus diameter must be a positive number of pixels or 'auto', got {diameter!r}")
+    raise UserError(f"nucleus diameter must be a positive number of pixels, 'auto' or 'none', got {diameter!r}")
+
+
+def config_diameter(value: str, key: str = "TEST.NUCLEI.DIAMETER") -> Diameter:
+    """The diameter config key ``key`` holds: "" or "none" (None), "auto", or pixels as text; a UserError naming the key."""
+    text = str(value)
+    if not text.strip():
+        return None
+    try:
+        return parse_diameter(text)
+    except UserError as e:
+        raise UserError(f"{key}: {e}") from None
 
 
 def diameter_scale(diameter: float, nominal: float) -> float:

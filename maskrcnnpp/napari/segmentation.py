@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from ..evaluation.coco_results import file_stem
 from ..inference.instances import NucleiPrediction
 from ..inference.image_io import intensity_image
 from ..inference.outputs import PredictionWriter, output_names, parse_formats
-from ..inference.predictor import NucleiPredictor
+from ..inference.predictor import CONFIG_DIAMETER, NucleiPredictor
 from ..inference.scale import AUTO, Diameter, parse_diameter
 from ..inference.writers import nuclei_table
 from ..model_zoo import get as get_zoo_model
@@ -40,26 +40,27 @@ def model_names() -> List[str]:
 @dataclass(frozen=True)
 class ModelChoice:
     """A shipped model by ``name``, or (``name == OWN_MODEL``) a ``config`` (path or name in configs/)
-    with its ``weights`` file; ``tta``, ``score_thresh`` and ``diameter`` (None, pixels or "auto") as
-    :class:`NucleiPredictor` takes them."""
+    with its ``weights`` file; ``tta``, ``score_thresh`` and ``diameter`` (the model's own
+    ``CONFIG_DIAMETER``, None, pixels or "auto") as :class:`NucleiPredictor` takes them."""
 
     name: str
     config: str = ""
     weights: str = ""
     tta: bool = False
     score_thresh: Optional[float] = None
-    diameter: Diameter = None
+    diameter: Union[Diameter, object] = CONFIG_DIAMETER
 
     def describe(self) -> str:
         model = f"{self.config} with {self.weights}" if self.name == OWN_MODEL else f"shipped model {self.name}"
-        scale = "" if self.diameter is None else f", diameter {self.diameter}{'' if self.diameter == AUTO else ' px'}"
+        scale = (", the model's diameter" if self.diameter is CONFIG_DIAMETER else ", diameter none" if self.diameter is None
+                 else f", diameter {self.diameter}{'' if self.diameter == AUTO else ' px'}")
         return f"{model}{', TTA' if self.tta else ''}, score threshold {self.score_thresh}{scale}"
 
 
-def diameter_choice(text: str) -> Diameter:
-    """The diameter of the widget's text field: empty for none (the model's test resize), else pixels
-    or "auto"; a UserError saying what is allowed."""
-    return parse_diameter(text) if text.strip() else None
+def diameter_choice(text: str) -> Union[Diameter, object]:
+    """The diameter of the widget's text field: empty for the model's own (its TEST.NUCLEI.DIAMETER),
+    else pixels, "auto" or "none" (the model's test resize); a UserError saying what is allowed."""
+    return parse_diameter(text) if text.strip() else CONFIG_DIAMETER
 
 
 def config_score_thresh(name: str, config: str = "") -> Optional[float]:

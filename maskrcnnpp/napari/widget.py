@@ -56,8 +56,9 @@ class NucleiSegmentationWidget(Container):
                                          tooltip="keep nuclei scoring at least this (starts at the config's "
                                                  "TEST.NUCLEI.SCORE_THRESH)")
         self.diameter = LineEdit(label="diameter", value="",
-                                 tooltip="typical nucleus diameter in pixels, or 'auto' (estimated); empty: the "
-                                         "model's own test resize (tools/predict.py --diameter)")
+                                 tooltip="typical nucleus diameter in pixels, 'auto' (estimated) or 'none' (the "
+                                         "model's fixed test resize); empty: the model's own (auto for the shipped "
+                                         "model; tools/predict.py --diameter)")
         self.tta = CheckBox(text="test-time augmentation (flips)", value=False)
         self.segment_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", min=0, max=len(STEPS), value=0)

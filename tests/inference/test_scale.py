@@ -37,7 +37,7 @@ def test_diameters_parse(text, expected):
 
 @pytest.mark.parametrize("bad", ["0", "-3", "nan", "inf", "big", ""])
 def test_bad_diameters_are_refused(bad):
-    with pytest.raises(UserError, match="nucleus diameter must be a positive number of pixels or 'auto'"):
+    with pytest.raises(UserError, match="nucleus diameter must be a positive number of pixels, 'auto' or 'none'"):
         parse_diameter(bad)
 
 
@@ -122,12 +122,17 @@ def squares(shape, corners, side):
     return labels
 
 
-def stub_predictor(nominal: float, diameter=None, min_size_test: int = 0, auto_range=(0.0, 0.0)) -> NucleiPredictor:
+def stub_predictor(nominal: float, diameter=None, min_size_test: int = 0, auto_range=(0.0, 0.0),
+                   config_diameter: str = "") -> NucleiPredictor:
+    """A predictor of :class:`SquareDetector`; ``diameter="config"`` leaves it to ``TEST.NUCLEI.DIAMETER``."""
     from maskrcnnpp.config import setup_cfg
 
     cfg = setup_cfg("maskrcnnpp_tiny", ["INPUT.MIN_SIZE_TEST", str(min_size_test), "INPUT.MAX_SIZE_TEST", "1000",
                                         "TEST.NUCLEI.NOMINAL_DIAMETER", str(nominal),
-                                        "TEST.NUCLEI.AUTO_DIAMETER_RANGE", str(tuple(auto_range))], device="cpu")
+                                        "TEST.NUCLEI.AUTO_DIAMETER_RANGE", str(tuple(auto_range)),
+                                        "TEST.NUCLEI.DIAMETER", config_diameter], device="cpu")
+    if diameter == "config":
+        return NucleiPredictor(cfg, model=SquareDetector())
     return NucleiPredictor(cfg, model=SquareDetector(), diameter=diameter)
 
 
@@ -194,6 +199,41 @@ def test_auto_measures_a_first_pass_and_predicts_again_at_the_nominal_size(caplo
     assert blank.model.seen == [(120, 160)] and pred.num_instances == 0
     assert pred.info["diameter"] is None and pred.info["diameter_source"] == "auto: no nucleus found, default resize kept"
     assert "the nucleus diameter cannot be estimated" in caplog.text
+
+
+def test_the_predictors_diameter_defaults_to_the_configs():
+    labels = squares((120, 160), CORNERS, 10)
+    image = np.where(labels > 0, 255, 0).astype(np.uint8)
+    found = math.sqrt(4 * 100 / math.pi)
+    auto = stub_predictor(nominal=2 * found, diameter="config", config_diameter="auto")
+    assert auto.diameter == "auto" and auto.predict(image).info["scale"] == pytest.approx(2.0)
+    assert stub_predictor(nominal=20.0, diameter="config", config_diameter="'40'").diameter == 40.0  # yacs: quoted
+    assert stub_predictor(nominal=20.0, diameter="config", config_diameter="none").diameter is None
+    assert stub_predictor(nominal=20.0, diameter="config").diameter is None  # "": no diameter
+    assert stub_predictor(nominal=20.0, diameter=None, config_diameter="auto").diameter is None  # explicit none wins
+    with pytest.raises(UserError, match=r"^TEST.NUCLEI.DIAMETER: nucleus diameter must be a positive number"):
+        stub_predictor(nominal=20.0, diameter="config", config_diameter="big")
+
+
+def test_auto_first_passes_share_forward_passes_and_only_out_of_range_images_get_a_second():
+    from maskrcnnpp.config import setup_cfg
+
+    small = np.where(squares((120, 160), CORNERS, 10) > 0, 255, 0).astype(np.uint8)  # nuclei of 11.3 px
+    large = np.where(squares((120, 160), [(10, 10), (10, 80)], 40) > 0, 255, 0).astype(np.uint8)  # 45.1 px
+    cfg = setup_cfg("maskrcnnpp_tiny", ["INPUT.MIN_SIZE_TEST", "0", "INPUT.MAX_SIZE_TEST", "1000",
+                                        "TEST.NUCLEI.NOMINAL_DIAMETER", "20.0",
+                                        "TEST.NUCLEI.AUTO_DIAMETER_RANGE", "(10.0, 30.0)"], device="cpu")
+    calls = []
+    predictor = NucleiPredictor(cfg, model=SquareDetector(), diameter="auto")
+    predictor.predict_instances_batch = lambda rgb8s, scale=None, batch_size=1: (
+        calls.append((len(rgb8s), scale)) or [NucleiPredictor.predict_instances_batch(predictor, [x], scale)[0]
+                                              for x in rgb8s])
+    first, second = predictor.predict_batch([small, large], batch_size=2)
+    assert calls[0] == (2, None)  # both first passes in one call
+    assert calls[1] == (1, pytest.approx(30 / math.sqrt(6400 / math.pi)))  # the large image, to the range's top
+    assert first.info["diameter_source"] == "auto: first pass kept" and first.info["scale"] == 1.0
+    assert second.info["diameter_source"] == "auto" and second.info["scale"] == pytest.approx(30 / math.sqrt(6400 / math.pi))
+    assert len(calls) == 2 and first.num_instances == 5 and second.num_instances == 2
 
 
 def test_predict_can_override_the_predictors_diameter():

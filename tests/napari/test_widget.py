@@ -213,7 +213,7 @@ def test_a_diameter_rescales_and_a_bad_one_is_one_error(make_napari_viewer, qtbo
     viewer.window.add_dock_widget(widget, name=WIDGET_NAME)
     widget.diameter.value = "ten"
     press(widget.segment_button, qtbot, widget)
-    assert widget.status.value == "error: nucleus diameter must be a positive number of pixels or 'auto', got 'ten'"
+    assert widget.status.value == "error: nucleus diameter must be a positive number of pixels, 'auto' or 'none', got 'ten'"
     assert [layer.name for layer in viewer.layers] == ["cells"]
     widget.diameter.value = "auto"
     press(widget.segment_button, qtbot, widget)

@@ -122,6 +122,11 @@ def test_the_diameter_command_stores_the_nominal_diameter_in_the_card(tmp_path, 
     assert model_zoo.get("t").nominal_diameter == 22.0 and model_zoo.get("t").diameter_range == [22.0, 22.0]
     assert model_zoo.get("t").config_overrides() == ["TEST.NUCLEI.NOMINAL_DIAMETER", "22.0",
                                                      "TEST.NUCLEI.AUTO_DIAMETER_RANGE", "(22.0, 22.0)"]
+    assert zoo_tool.main(["diameter", "--name", "t", "--gt", str(tmp_path / "train.json"), "--default-diameter", "auto"]) == 0
+    assert model_zoo.get("t").config_overrides()[-2:] == ["TEST.NUCLEI.DIAMETER", "auto"]
+    assert "Predicts with `--diameter auto` unless told otherwise" in "\n".join(model_zoo._card_markdown(model_zoo.get("t"), False))
+    assert zoo_tool.main(["diameter", "--name", "t", "--gt", str(tmp_path / "train.json"), "--default-diameter", "none"]) == 0
+    assert "TEST.NUCLEI.DIAMETER" not in model_zoo.get("t").config_overrides()
     with pytest.raises(SystemExit) as exc:
         zoo_tool.main(["diameter", "--name", "t", "--gt", str(tmp_path / "missing.json")])
     assert exc.value.code == 2

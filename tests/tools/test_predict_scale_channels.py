@@ -36,7 +36,7 @@ def run_error(capsys, args):
 @pytest.mark.parametrize("value", ["0", "-4", "nan", "inf", "large"])
 def test_bad_diameters_exit_2(capsys, tmp_path, two_channel_tif, value):
     line = run_error(capsys, ["--input", two_channel_tif, "--output", str(tmp_path / "o"), "--diameter", value])
-    assert line == f"error: --diameter must be a positive number of pixels or 'auto', got {value!r}"
+    assert line == f"error: --diameter must be a positive number of pixels, 'auto' or 'none', got {value!r}"
     assert not (tmp_path / "o").exists()
 
 
