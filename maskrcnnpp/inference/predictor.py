@@ -427,15 +427,26 @@ class NucleiPredictor:
         first, stats, first_scale = first_pass or self._instances_at(rgb8, None, tile_size, tile_overlap, progress,
                                                                      batch_size)
         diameter = estimate_diameter(first)
+        kept = "auto: first pass kept"
+        look = default_scale = first_scale
+        while diameter is None and look < 1.0:
+            # a large field shrunk by the test resize may show its nuclei too small to be found: look again at
+            # twice the factor, up to the image's own pixels (no nucleus there is no nucleus at all)
+            look = min(1.0, 2 * look)
+            first, stats, _ = self._instances_at(rgb8, look, tile_size, tile_overlap, progress, batch_size)
+            diameter = estimate_diameter(first)
+            first_scale, kept = look, f"auto: found at x{look:.3g}"
         if diameter is None:
-            logger.warning("diameter auto: no nucleus scored %s or more at the default resize (x%.3g), so the "
-                           "nucleus diameter cannot be estimated: the default resize's (empty) result is kept; "
-                           "give the diameter in pixels if the image has nuclei", self.score_thresh, first_scale)
+            logger.warning("diameter auto: no nucleus scored %s or more at the default resize (x%.3g)%s, so the "
+                           "nucleus diameter cannot be estimated: the (empty) result is kept; give the diameter in "
+                           "pixels if the image has nuclei", self.score_thresh, default_scale,
+                           "" if first_scale == default_scale else f" nor at larger factors up to x{first_scale:.3g}")
             return first, stats, {"scale": first_scale, "diameter": None,
-                                  "diameter_source": "auto: no nucleus found, default resize kept"}
+                                  "diameter_source": "auto: no nucleus found, " + (
+                                      "default resize kept" if first_scale == default_scale else f"x{first_scale:.3g} kept")}
         scale = auto_scale(diameter, first_scale, self.nominal_diameter, self.auto_range)
         if not needs_second_pass(first_scale, scale, self.auto_tolerance):
-            return first, stats, {"scale": first_scale, "diameter": diameter, "diameter_source": "auto: first pass kept"}
+            return first, stats, {"scale": first_scale, "diameter": diameter, "diameter_source": kept}
         instances, stats, _ = self._instances_at(rgb8, scale, tile_size, tile_overlap, progress, batch_size)
         return instances, stats, {"scale": scale, "diameter": diameter, "diameter_source": "auto"}
 

@@ -11,8 +11,9 @@ whatever its size; masks are pasted back at the original pixels.
 default resize, the median equivalent diameter of the nuclei it finds (those scoring at least
 the predictor's threshold), then a second pass at the factor :func:`auto_scale` chooses -- skipped
 when that factor is within ``TEST.NUCLEI.AUTO_DIAMETER_TOLERANCE`` of the first pass's (its result
-is kept), and when the first pass finds no nucleus (nothing to measure: the default resize is
-kept, and ``info["diameter_source"]`` says so). With the model's training range of diameters
+is kept). When the first pass finds no nucleus in an image the test resize shrank, it looks again
+at twice the factor, up to the image's own pixels; finding none there either, that (empty) result is
+kept and ``info["diameter_source"]`` says so. With the model's training range of diameters
 (``TEST.NUCLEI.AUTO_DIAMETER_RANGE``) the nuclei are only brought into that range: the model has
 learnt each kind of image at the size the training resize gave it, and forcing every image to the
 one nominal diameter costs it on images like its training images (README, "Image scale and channels").

@@ -236,6 +236,37 @@ def test_auto_first_passes_share_forward_passes_and_only_out_of_range_images_get
     assert len(calls) == 2 and first.num_instances == 5 and second.num_instances == 2
 
 
+class LargeSquareDetector(SquareDetector):
+    """Finds only squares of at least 12 px in the model input, as a model misses nuclei shrunk too far."""
+
+    def inference(self, batched_inputs, do_postprocess=True):
+        result = super().inference(batched_inputs, do_postprocess)[0]
+        sides = result.pred_boxes.tensor[:, 2] - result.pred_boxes.tensor[:, 0]
+        return [result[sides >= 12]]
+
+
+def test_auto_looks_again_at_larger_factors_when_the_shrunk_field_shows_no_nucleus(caplog):
+    from maskrcnnpp.config import setup_cfg
+
+    image = np.where(squares((400, 400), [(40, 40), (200, 120), (300, 300)], 20) > 0, 255, 0).astype(np.uint8)
+    cfg = setup_cfg("maskrcnnpp_tiny", ["INPUT.MIN_SIZE_TEST", "100", "INPUT.MAX_SIZE_TEST", "1000",
+                                        "TEST.NUCLEI.NOMINAL_DIAMETER", "20.0",
+                                        "TEST.NUCLEI.AUTO_DIAMETER_RANGE", "(10.0, 30.0)"], device="cpu")
+    model = LargeSquareDetector()
+    pred = NucleiPredictor(cfg, model=model, diameter="auto").predict(image)
+    # x0.25: 5 px squares, missed; x0.5: 10 px, missed; x1: 20 px (22.6 px equivalent), found and inside the range
+    assert model.seen == [(100, 100), (200, 200), (400, 400)]
+    assert pred.info["diameter_source"] == "auto: found at x1" and pred.info["scale"] == 1.0
+    assert pred.num_instances == 3 and pred.info["diameter"] == pytest.approx(math.sqrt(1600 / math.pi))
+
+    blank = LargeSquareDetector()
+    with caplog.at_level(logging.WARNING, logger="maskrcnnpp.inference.predictor"):
+        pred = NucleiPredictor(cfg, model=blank, diameter="auto").predict(np.zeros((400, 400), np.uint8))
+    assert blank.seen == [(100, 100), (200, 200), (400, 400)] and pred.num_instances == 0  # never beyond x1
+    assert pred.info["diameter_source"] == "auto: no nucleus found, x1 kept"
+    assert "at the default resize (x0.25) nor at larger factors up to x1" in caplog.text
+
+
 def test_predict_can_override_the_predictors_diameter():
     predictor = stub_predictor(nominal=20.0)
     predictor.predict(np.zeros((120, 160), np.uint8), diameter=40)
