@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
         raise UserError(f"--factors must be positive, got {args.factors}")
     if args.mosaic < 1:
         raise UserError(f"--mosaic must be 1 or more, got {args.mosaic}")
-    modes = [None if d == "none" else RESAMPLED if d == RESAMPLED else parse_diameter(d) for d in args.diameters]
+    modes = [RESAMPLED if d == RESAMPLED else parse_diameter(d) for d in args.diameters]  # "none" parses to None
     images = args.images or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.gt))), "images")
     if not os.path.isdir(images):
         raise UserError(f"--images {images}: no such folder")
