@@ -5,13 +5,17 @@
     python datasets/prepare_folder.py --src mylab/ --out datasets/mylab --split train      # tiny folder: all in train
     python datasets/prepare_folder.py --src images/ --coco annotations.json --out datasets/mylab
 
---src (a folder or a zip) holds one of three layouts, detected unless --layout names it:
+--src (a folder or a zip) holds one of five layouts, detected unless --layout names it:
 
 * labels: images <stem>.png|tif|tiff|jpg|bmp with instance label images <stem>_labels.tif|png
   (0 = background, k = nucleus k; what tools/predict.py writes), paired by stem anywhere below --src;
 * masks: one binary mask file per nucleus, <id>/images/<id>.png + <id>/masks/*.png (the DSB 2018 layout);
 * coco: images with a COCO instances JSON (polygons or RLE) whose file_name entries name them
-  (--coco FILE, else the one COCO JSON inside --src).
+  (--coco FILE, else the one COCO JSON inside --src);
+* xml: images with Aperio ImageScope / MoNuSeg XML files <stem>.xml (one <Region> of <Vertex X= Y=>
+  pixel coordinates per nucleus; where polygons overlap the later one wins), paired by stem as for labels;
+* mat: images with HoVer-Net style MATLAB files <stem>.mat holding the instance map 'inst_map'
+  (0 = background, k = nucleus k), paired by stem (e.g. Images/ and Labels/ side by side).
 
 OUT receives images/<stem>.png (RGB), annotations/all.json and, unless --split none,
 annotations/{train,val,test}.json, and manifest.json (counts, checksums, every correction), as
@@ -39,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_preparation_options(parser, "folder or zip of images with their annotations")
     parser.add_argument("--layout", default="auto", choices=("auto",) + LAYOUTS,
-                        help="how the annotations are given (default: auto, detected)")
+                        help="how the annotations are given: label images, DSB masks, a COCO JSON, Aperio/MoNuSeg "
+                             "XML polygons or HoVer-Net .mat instance maps (default: auto, detected)")
     parser.add_argument("--coco", default=None, metavar="FILE", help="COCO instances JSON of the images (layout coco)")
     return parser
 

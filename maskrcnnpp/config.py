@@ -81,6 +81,27 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     # image whose nuclei the first pass finds inside it keeps that pass; one outside is rescaled so
     # its nuclei land on the nearer end. (0, 0): no range, every image is rescaled to NOMINAL_DIAMETER.
     cfg.TEST.NUCLEI.AUTO_DIAMETER_RANGE = (0.0, 0.0)
+    # When not to trust a prediction (maskrcnnpp/inference/trust.py): tools/predict.py's summary.csv
+    # and one warning line per image name the reasons. Nuclei outside AUTO_DIAMETER_RANGE and images
+    # without a nucleus are always flagged; these add the model's own weak spots, measured on the
+    # out-of-distribution check (tools/ood_check.py). Shipped models set them in their config.
+    cfg.TEST.NUCLEI.TRUST = CN()
+    # Image kinds the model is known to be weak on: any of "fluorescence", "bright-field", "stained tissue".
+    cfg.TEST.NUCLEI.TRUST.WEAK_KINDS = []
+    # A mean detection score of the kept nuclei below this flags the image (0: never).
+    cfg.TEST.NUCLEI.TRUST.MIN_MEAN_SCORE = 0.0
+
+    # Canonical model input (maskrcnnpp/modeling/canonical_input.py), applied by the model itself
+    # before PIXEL_MEAN / PIXEL_STD, so training, evaluation and prediction see the same input.
+    # All off here (Detectron2's behaviour); the out-of-distribution recipes switch them on.
+    cfg.MODEL.CANONICAL_INPUT = CN()
+    # Replace the colours by their grey mean (stain colours vary between labs and microscopes).
+    cfg.MODEL.CANONICAL_INPUT.GREY = False
+    # Invert (255 - v) images whose median lies above the middle of their low and high percentiles:
+    # bright-field and H&E nuclei (dark on bright) then look like fluorescence (bright on dark).
+    cfg.MODEL.CANONICAL_INPUT.INVERT_BRIGHT = False
+    # [low, high] percentiles of each image stretched to 0 and 255 (e.g. [1.0, 99.8]); [] is off.
+    cfg.MODEL.CANONICAL_INPUT.PERCENTILES = []
 
     # ---------------------------------------------------------------- data
     cfg.DATASETS.NUCLEI = CN()
@@ -125,6 +146,20 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     cfg.INPUT.NUCLEI_AUG.DETAIL_LOSS_PROB = 0.0
     # [low, high] of that factor, 0 < low <= high <= 1.
     cfg.INPUT.NUCLEI_AUG.DETAIL_LOSS = [0.5, 1.0]
+    # Probability of stain jitter of a coloured image (grey ones are left): each stain's optical
+    # density in the haematoxylin-eosin-DAB space scaled by [1 - HED_SIGMA, 1 + HED_SIGMA] and
+    # shifted by [-HED_SIGMA, HED_SIGMA] / 10 (Tellez et al. 2018).
+    cfg.INPUT.NUCLEI_AUG.HED_PROB = 0.0
+    # That sigma, in [0, 1).
+    cfg.INPUT.NUCLEI_AUG.HED_SIGMA = 0.05
+    # Probability of a Gaussian blur, last but for the noise (out-of-focus images).
+    cfg.INPUT.NUCLEI_AUG.BLUR_PROB = 0.0
+    # [low, high] of its standard deviation in pixels of the resized image, 0 <= low <= high.
+    cfg.INPUT.NUCLEI_AUG.BLUR_SIGMA = [0.0, 1.5]
+    # Probability of additive Gaussian noise, the last augmentation (camera noise).
+    cfg.INPUT.NUCLEI_AUG.NOISE_PROB = 0.0
+    # [low, high] of its standard deviation in pixel values (0..255), 0 <= low <= high.
+    cfg.INPUT.NUCLEI_AUG.NOISE_STD = [0.0, 8.0]
 
     # ---------------------------------------------------------------- solver / training loop
     # Checkpoint with the best validation value of this metric is kept as model_best.pth.

@@ -13,6 +13,14 @@
     python tools/experiment.py --data dsb2018 --budget-iters 2000 --test-root datasets/dsb2018_stage1_test --out runs/s1test
     # a long run where each command is stopped after minutes: checkpoint often, rerun until done
     python tools/experiment.py --data dsb2018 --budget-iters 27000 --checkpoint-period 500 --out runs/table5_full
+    # leave-group-out: train without whole acquisition groups, score on them, per group (docs/DATA.md)
+    python tools/experiment.py --list-groups --dsb-root datasets/dsb2018 --out runs/logo
+    python tools/experiment.py --holdout-groups --budget-iters 1000 --configs maskrcnnpp_tiny --out runs/logo
+    python tools/experiment.py --group-fold 2/5 --budget-iters 1000 --configs maskrcnnpp_tiny --out runs/logo_f2
+
+With --holdout-groups (default: the groups of maskrcnnpp.experiment.group_holdout.DEFAULT_HOLDOUT) or
+--group-fold I/K, OUT/holdout_data becomes the DSB root: its test split is those whole groups and
+every other image trains; the table is followed by each run's score per held-out group.
 
 Each model is trained on DATASETS' train split with the same budget, validated periodically on
 val (best checkpoint by SOLVER.BEST_CHECKPOINT_METRIC, default nuclei/score), and that checkpoint
@@ -42,6 +50,9 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp.utils.files import write_json, write_text  # noqa: E402
 from maskrcnnpp.experiment import ExperimentPlan, experiment_markdown, run_experiment  # noqa: E402
+from maskrcnnpp.experiment.group_holdout import (  # noqa: E402
+    DEFAULT_HOLDOUT, dsb_groups, fold_groups, group_counts_markdown, scores_by_group, write_holdout_root,
+)
 from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error  # noqa: E402
 
 DEFAULT_CONFIGS = ["maskrcnn_r101_scratch", "maskrcnnpp_r101_scratch", "unet_r101_scratch", "unetpp_r101_scratch"]
@@ -54,7 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=["synthetic", "dsb2018"], default="dsb2018",
                    help="train/val/test splits: dsb2018_* (prepared DSB 2018) or nuclei_synth_* (default: %(default)s)")
     p.add_argument("--dsb-root", default=None, help="folder prepared by datasets/prepare_dsb2018.py (DATASETS.NUCLEI.DSB2018_ROOT)")
-    budget = p.add_mutually_exclusive_group(required=True)
+    holdout = p.add_mutually_exclusive_group()
+    holdout.add_argument("--holdout-groups", nargs="*", default=None, metavar="GROUP",
+                         help="leave-group-out: test on these acquisition groups of --dsb-root, train on the others "
+                              "(no names: the default held-out groups; --list-groups lists them)")
+    holdout.add_argument("--group-fold", default=None, metavar="I/K",
+                         help="leave-group-out: test on fold I of K folds of whole groups, train on the others")
+    holdout.add_argument("--list-groups", action="store_true",
+                         help="print the acquisition groups of --dsb-root with their image counts and the K-fold split, "
+                              "then stop")
+    budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-iters", type=int, help="training iterations per model (pretraining included)")
     budget.add_argument("--budget-minutes", type=float,
                         help="training minutes per model, turned into iterations from each model's measured speed")
@@ -121,11 +141,57 @@ def main(argv=None) -> dict:
         raise in_options(e) from None
 
 
+def source_dsb_root(args) -> str:
+    """The prepared DSB 2018 folder the groups are taken from: --dsb-root, else the default one."""
+    from maskrcnnpp.data import dsb2018_root
+
+    return args.dsb_root or str(dsb2018_root())
+
+
+def list_groups(args) -> dict:
+    """--list-groups: the groups, their counts, the default held-out ones and the 5-fold split."""
+    _, groups = dsb_groups(source_dsb_root(args))
+    print(group_counts_markdown(groups, DEFAULT_HOLDOUT))
+    folds = {f"{i}/5": fold_groups(groups, f"{i}/5") for i in range(1, 6)}
+    for name, members in folds.items():
+        print(f"--group-fold {name}: {', '.join(members)}")
+    return {"groups": groups, "folds": folds}
+
+
+def holdout_tables(report: dict, out: str, groups: dict) -> str:
+    """Each finished run's test score per held-out group, as Markdown (also stored in ``report``)."""
+    lines = ["", "| model | held-out group | images | score | IoU | Dice | AJI | PQ |", "|---|---|---|---|---|---|---|---|"]
+    report["by_group"] = {}
+    for row in report.get("rows", []):
+        per_image = os.path.join(out, row["model"], "train", "inference", row["test_dataset"], "per_image.csv")
+        by_group = scores_by_group(per_image, groups)
+        report["by_group"][row["model"]] = by_group
+        for group, m in by_group.items():
+            lines.append(f"| {row['model']} | {group} | {m['images']} | {m['score']:.3f} | {m['iou']:.3f} | "
+                         f"{m['dice']:.3f} | {m['aji']:.3f} | {m['pq']:.3f} |")
+    return "\n".join(lines)
+
+
 def _main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     setup_logger(name="detectron2")
     setup_logger(name="maskrcnnpp")
     logging.getLogger("maskrcnnpp").setLevel(logging.INFO)
+    if args.list_groups:
+        return list_groups(args)
+    if args.budget_iters is None and args.budget_minutes is None:
+        raise UserError("give a training budget: --budget-iters N or --budget-minutes M")
+    groups = None
+    if args.holdout_groups is not None or args.group_fold:
+        if args.data != "dsb2018" or args.test_root:
+            raise UserError("--holdout-groups / --group-fold hold out groups of the DSB 2018 data: use --data dsb2018 "
+                            "without --test-root")
+        _, groups = dsb_groups(source_dsb_root(args))
+        holdout = (fold_groups(groups, args.group_fold) if args.group_fold
+                   else args.holdout_groups or list(DEFAULT_HOLDOUT))
+        ensure_output_dir(args.out, "--out")
+        args.dsb_root = write_holdout_root(source_dsb_root(args), holdout, os.path.join(args.out, "holdout_data"))
+        print(f"leave-group-out: testing on {', '.join(holdout)}; DSB root {args.dsb_root}", flush=True)
     plan = ExperimentPlan(
         configs=args.configs, out_dir=args.out, data=args.data, budget_iters=args.budget_iters,
         budget_minutes=args.budget_minutes, evals=args.evals, pretrain_iters=args.pretrain_synthetic,
@@ -140,6 +206,8 @@ def _main(argv=None) -> dict:
     command = "python tools/experiment.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report["command"] = command
     markdown = experiment_markdown(report, command)
+    if groups is not None:
+        markdown += "\n" + holdout_tables(report, args.out, groups) + "\n"
     # temporary names of this process (another command may write the same table at once)
     write_json(os.path.join(args.out, "experiment.json"), report, indent=2, newline=False)
     write_text(os.path.join(args.out, "experiment.md"), markdown)

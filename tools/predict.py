@@ -60,6 +60,7 @@ from maskrcnnpp.inference.image_io import (  # noqa: E402
 from maskrcnnpp.inference.predictor import CONFIG_DIAMETER  # noqa: E402
 from maskrcnnpp.inference.scale import parse_diameter  # noqa: E402
 from maskrcnnpp.inference.shards import Shard, write_shard_record  # noqa: E402
+from maskrcnnpp.inference.trust import describe_flags  # noqa: E402
 
 logger = logging.getLogger("predict")
 
@@ -277,6 +278,7 @@ def main(argv=None) -> Dict[str, int]:
 
     writer = outputs.PredictionWriter(args.output, formats, shard=(shard.index, shard.count) if shard else None)
     counts: Dict[str, int] = {}
+    flagged: List[str] = []
     bar = tqdm(total=len(files), desc="images" + (f" (shard {shard})" if shard else ""), unit="img",
                disable=len(files) < 2)
     for start in range(0, len(files), args.batch_size):
@@ -292,6 +294,10 @@ def main(argv=None) -> Dict[str, int]:
             tqdm.write(f"{os.path.basename(path)}: {describe_image(path, image)} -> {prediction.num_instances} nuclei{note}")
             writer.add(stem, prediction, channels.nuclear_plane(image) if channels else image)
             counts[stem] = prediction.num_instances
+            doubts = describe_flags(prediction.info.get("trust", {}))
+            if doubts:
+                flagged.append(stem)
+                tqdm.write(f"WARNING predict: {os.path.basename(path)}: check its nuclei: {doubts}")
         bar.update(len(batch))
     bar.close()
     writer.close()
@@ -301,6 +307,10 @@ def main(argv=None) -> Dict[str, int]:
                                     config_name)
         where += f" as shard {shard} of {len(all_files)} image(s) (record {os.path.basename(record)})"
     print(f"wrote {', '.join(formats)} for {len(files)} image(s), {sum(counts.values())} nuclei, to {where}")
+    if flagged:
+        print(f"{len(flagged)} of {len(files)} image(s) are unlike the model's training images (warnings above"
+              f"{'; columns image_kind, diameter_px, mean_score, flags of ' + outputs.IMAGE_SUMMARY_FILE if 'image_summary' in formats else ''}): "
+              "check their masks before you trust them")
     if files and not any(counts.values()):
         logging.getLogger("predict").warning(
             "no nucleus scored %s or more in any of the %d image(s): the weights may be untrained (or for other "

@@ -4,7 +4,8 @@ that sends each prediction to every chosen format. One place owns both (as Cellp
 
 Per image ``<stem>``: ``label_png`` -> ``<stem>_labels.png``, ``label_tif`` -> ``<stem>_labels.tif``,
 ``nuclei_csv`` -> ``<stem>_nuclei.csv``, ``imagej_roi`` -> ``<stem>_rois.zip``; for all images
-together: ``coco`` -> ``coco_results.json``, ``kaggle_csv`` -> ``kaggle_submission.csv``.
+together: ``coco`` -> ``coco_results.json``, ``kaggle_csv`` -> ``kaggle_submission.csv``,
+``image_summary`` -> ``image_summary.csv`` (one row per image, with when not to trust it).
 """
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ from .instances import NucleiPrediction
 from .writers import (
     FORMATS,
     coco_results,
+    image_summary_row,
     write_coco_results,
+    write_image_summary,
     write_imagej_rois,
     write_kaggle,
     write_label_image,
     write_nuclei_csv,
 )
 
-__all__ = ["COCO_FILE", "DEFAULT_FORMATS", "FORMATS", "KAGGLE_FILE", "PER_IMAGE_FILES", "PredictionWriter",
+__all__ = ["COCO_FILE", "DEFAULT_FORMATS", "FORMATS", "IMAGE_SUMMARY_FILE", "KAGGLE_FILE", "PER_IMAGE_FILES", "PredictionWriter",
            "SHARD_RECORD", "earlier_outputs", "output_names", "parse_formats", "shard_file",
            "shard_file_pattern"]
 
@@ -39,7 +42,9 @@ PER_IMAGE_FILES = {
 }
 COCO_FILE = "coco_results.json"
 KAGGLE_FILE = "kaggle_submission.csv"
-DEFAULT_FORMATS = "label_png,coco,nuclei_csv"
+IMAGE_SUMMARY_FILE = "image_summary.csv"
+DEFAULT_FORMATS = "label_png,coco,nuclei_csv,image_summary"
+ALL_IMAGES_FILES = {"coco": COCO_FILE, "kaggle_csv": KAGGLE_FILE, "image_summary": IMAGE_SUMMARY_FILE}
 # Shard K of N (inference.shards) writes its share of the all-images files under these names, and a
 # record of what it wrote last, which marks the shard complete for the merge.
 SHARD_RECORD = "predict_shard.json"
@@ -68,8 +73,7 @@ def parse_formats(text: str) -> List[str]:
 
 def output_names(stems: Sequence[str], formats: Sequence[str]) -> List[str]:
     """The file names written for images ``stems`` in ``formats``."""
-    names = [COCO_FILE] if "coco" in formats else []
-    names += [KAGGLE_FILE] if "kaggle_csv" in formats else []
+    names = [name for fmt, name in ALL_IMAGES_FILES.items() if fmt in formats]
     names += [PER_IMAGE_FILES[fmt].format(stem=stem) for stem in stems for fmt in formats if fmt in PER_IMAGE_FILES]
     return names
 
@@ -79,7 +83,7 @@ def earlier_outputs(folder: str, stems: Sequence[str], formats: Sequence[str]) -
     ``formats`` would not rewrite (they would pass for part of its results)."""
     suffixes = tuple(name.format(stem="") for name in PER_IMAGE_FILES.values())
     present = sorted(n for n in os.listdir(folder)
-                     if (n in (COCO_FILE, KAGGLE_FILE) or (n.endswith(suffixes) and not n.startswith(".")))
+                     if (n in ALL_IMAGES_FILES.values() or (n.endswith(suffixes) and not n.startswith(".")))
                      and os.path.isfile(os.path.join(folder, n)))
     rewritten = set(output_names(stems, formats))
     return present, [n for n in present if n not in rewritten]
@@ -96,10 +100,11 @@ class PredictionWriter:
         self.shard = shard
         self._coco: List[dict] = []
         self._kaggle: Dict[str, NucleiPrediction] = {}
+        self._summary: List[List[str]] = []
 
     def path(self, fmt: str, stem: str = "") -> str:
         """The file ``fmt`` is written to (for image ``stem`` when it is a per-image format)."""
-        name = {"coco": COCO_FILE, "kaggle_csv": KAGGLE_FILE}.get(fmt)
+        name = ALL_IMAGES_FILES.get(fmt)
         if name is None:
             name = PER_IMAGE_FILES[fmt].format(stem=stem)
         elif self.shard is not None:
@@ -119,10 +124,14 @@ class PredictionWriter:
                 self._coco.extend(coco_results(stem, prediction))
             elif fmt == "kaggle_csv":
                 self._kaggle[stem] = prediction
+            elif fmt == "image_summary":
+                self._summary.append(image_summary_row(stem, prediction))
 
     def close(self) -> None:
-        """Write the files that hold all images (COCO results, Kaggle CSV)."""
+        """Write the files that hold all images (COCO results, Kaggle CSV, image summary)."""
         if "coco" in self.formats:
             write_coco_results(self.path("coco"), self._coco)
         if "kaggle_csv" in self.formats:
             write_kaggle(self.path("kaggle_csv"), self._kaggle)
+        if "image_summary" in self.formats:
+            write_image_summary(self.path("image_summary"), self._summary)

@@ -49,6 +49,7 @@ from .instances import (
     CroppedInstance, NucleiPrediction, crops_from_instances, crops_from_unpasted_instances, paint_labels,
 )
 from .tiling import predict_tiled
+from .trust import TrustSettings, assess_image
 from .writers import nuclei_table
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ class NucleiPredictor:
         self.diameter = self._checked_diameter(
             config_diameter(cfg.TEST.NUCLEI.DIAMETER) if diameter is CONFIG_DIAMETER else diameter)
         self.is_semantic = is_semantic(cfg)
+        self.trust = TrustSettings.from_config(cfg)
         if model is None:
             try:
                 model = build_model(self.cfg)
@@ -260,7 +262,8 @@ class NucleiPredictor:
         overrides the predictor's for this image. ``info`` says how the image was scaled: ``scale``
         (the factor the model input had), ``diameter`` (pixels, None without one) and
         ``diameter_source`` ("none", "given", "auto", "auto: first pass kept", "auto: no nucleus
-        found, default resize kept").
+        found, default resize kept"); ``trust`` says how far the image is from the model's training
+        images (:func:`~maskrcnnpp.inference.trust.assess_image`: kind, nucleus size, mean score, flags).
         """
         return self.predict_batch([image], tile_size, tile_overlap, progress, batch_size, diameter)[0]
 
@@ -300,6 +303,7 @@ class NucleiPredictor:
         for i, rgb8 in enumerate(rgb8s):
             if predictions[i] is None:
                 predictions[i] = self._predict_scaled(rgb8, tile_size, tile_overlap, progress, batch_size, diameter)
+            predictions[i].info["trust"] = assess_image(rgb8, predictions[i], self.trust)
         return predictions
 
     def _predict_scaled(self, rgb8: np.ndarray, tile_size: int, tile_overlap: int, progress: bool, batch_size: int,

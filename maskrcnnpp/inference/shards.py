@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Sequence, TypeVar
 from ..errors import UserError
 from ..utils.files import atomic_path, read_json, write_json
 from ..utils.kaggle_rle import KAGGLE_COLUMNS
-from .outputs import COCO_FILE, KAGGLE_FILE, SHARD_RECORD, shard_file, shard_file_pattern
+from .outputs import COCO_FILE, IMAGE_SUMMARY_FILE, KAGGLE_FILE, SHARD_RECORD, shard_file, shard_file_pattern
+from .writers import IMAGE_SUMMARY_COLUMNS
 
 T = TypeVar("T")
 
@@ -111,9 +112,27 @@ def check_complete(folder: str) -> List[Dict[str, Any]]:
     return records
 
 
+def _concatenate_csv(folder: str, records: Sequence[Dict[str, Any]], count: int, fmt: str, name: str,
+                     header: Sequence[str], what: str) -> None:
+    """``name`` written from the shards' parts of it, one header, rows in shard order."""
+    with atomic_path(os.path.join(folder, name)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        for r in records:
+            part = os.path.join(folder, shard_file(name, r["shard"], count))
+            if not os.path.isfile(part):
+                raise UserError(f"shard file {part} is missing, but shard {r['shard']}'s record lists {fmt}")
+            with open(part, newline="", encoding="utf-8") as f:
+                rows = csv.reader(f)
+                if tuple(next(rows, ())) != tuple(header):
+                    raise UserError(f"{part}: not a {what} written by tools/predict.py (header is not "
+                                    f"{','.join(header)})")
+                writer.writerows(rows)
+
+
 def merge_shards(folder: str) -> Dict[str, Any]:
-    """Merge the all-images files of the complete shards in ``folder`` into ``coco_results.json`` and
-    ``kaggle_submission.csv`` (whichever the shards wrote); return what was merged."""
+    """Merge the all-images files of the complete shards in ``folder`` into ``coco_results.json``,
+    ``kaggle_submission.csv`` and ``image_summary.csv`` (whichever the shards wrote); return what was merged."""
     records = check_complete(folder)
     count, formats = records[0]["shards"], records[0]["formats"]
     summary: Dict[str, Any] = {"shards": count, "images": sum(len(r["images"]) for r in records),
@@ -126,19 +145,9 @@ def merge_shards(folder: str) -> Dict[str, Any]:
         with atomic_path(os.path.join(folder, COCO_FILE)) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(results, f)
         summary["written"].append(COCO_FILE)
-    if "kaggle_csv" in formats:
-        with atomic_path(os.path.join(folder, KAGGLE_FILE)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(KAGGLE_COLUMNS)
-            for r in records:
-                part = os.path.join(folder, shard_file(KAGGLE_FILE, r["shard"], count))
-                if not os.path.isfile(part):
-                    raise UserError(f"shard file {part} is missing, but shard {r['shard']}'s record lists kaggle_csv")
-                with open(part, newline="", encoding="utf-8") as f:
-                    rows = csv.reader(f)
-                    if tuple(next(rows, ())) != KAGGLE_COLUMNS:
-                        raise UserError(f"{part}: not a Kaggle CSV written by tools/predict.py (header is not "
-                                        f"{','.join(KAGGLE_COLUMNS)})")
-                    writer.writerows(rows)
-        summary["written"].append(KAGGLE_FILE)
+    for fmt, name, header, what in (("kaggle_csv", KAGGLE_FILE, KAGGLE_COLUMNS, "Kaggle CSV"),
+                                    ("image_summary", IMAGE_SUMMARY_FILE, IMAGE_SUMMARY_COLUMNS, "image summary")):
+        if fmt in formats:
+            _concatenate_csv(folder, records, count, fmt, name, header, what)
+            summary["written"].append(name)
     return summary

@@ -14,6 +14,8 @@ place when complete, so an interrupted run never leaves a half-written output.
   bbox, score, mean intensity (scikit-image ``regionprops_table`` on the original intensities).
 * :func:`write_imagej_rois` -- an ImageJ/Fiji ROI set (zip of ``.roi``, one polygon per nucleus,
   roifile), opened with File > Open or the ROI Manager.
+* :func:`image_summary_row` / :func:`write_image_summary` -- one row per image: size, nuclei, scale
+  and the trust columns of :mod:`maskrcnnpp.inference.trust` (kind, nucleus size, mean score, flags).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import csv
 import json
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -31,7 +33,11 @@ from .instances import NucleiPrediction
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("label_png", "label_tif", "coco", "kaggle_csv", "nuclei_csv", "imagej_roi")
+FORMATS = ("label_png", "label_tif", "coco", "kaggle_csv", "nuclei_csv", "imagej_roi", "image_summary")
+# One row per image of the image_summary CSV: how it was predicted and how far it is from the
+# model's training images (maskrcnnpp.inference.trust).
+IMAGE_SUMMARY_COLUMNS = ("image", "height", "width", "nuclei", "scale", "diameter_source", "image_kind", "diameter_px",
+                         "mean_score", "flags")
 NUCLEUS_CATEGORY_ID = 1
 NUCLEI_CSV_COLUMNS = (
     "id", "area", "centroid_y", "centroid_x", "bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x",
@@ -86,6 +92,28 @@ def write_coco_results(path: str, results: List[Dict[str, Any]]) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(results, f)
+
+
+# ---------------------------------------------------------------------- per-image summary
+def image_summary_row(image: str, prediction: NucleiPrediction) -> List[str]:
+    """The :data:`IMAGE_SUMMARY_COLUMNS` of one prediction as text (empty where unknown, flags joined by "; ")."""
+    info, trust = prediction.info, prediction.info.get("trust", {})
+
+    def number(value: Any, digits: int) -> str:
+        return "" if value is None else f"{float(value):.{digits}f}"
+
+    return [image, str(prediction.image_size[0]), str(prediction.image_size[1]), str(prediction.num_instances),
+            number(info.get("scale"), 4), str(info.get("diameter_source", "")), str(trust.get("image_kind", "")),
+            number(trust.get("diameter_px"), 2), number(trust.get("mean_score"), 4), "; ".join(trust.get("flags", ()))]
+
+
+def write_image_summary(path: str, rows: Sequence[Sequence[str]]) -> None:
+    """Write :func:`image_summary_row` rows as CSV under the :data:`IMAGE_SUMMARY_COLUMNS` header."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(IMAGE_SUMMARY_COLUMNS)
+            writer.writerows(rows)
 
 
 # ---------------------------------------------------------------------- Kaggle CSV

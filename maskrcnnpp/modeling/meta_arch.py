@@ -10,6 +10,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.modeling.postprocessing import detector_postprocess
 
+from .canonical_input import CanonicalInput, canonical_input_from_config
 from .semantic.losses import bce_dice_loss
 
 
@@ -34,21 +35,30 @@ def foreground_target(gt_instances, padded_hw, out_hw, device) -> Tuple[torch.Te
 
 @META_ARCH_REGISTRY.register()
 class NucleiRCNN(GeneralizedRCNN):
-    """Detectron2's GeneralizedRCNN whose pasted masks are cut at ``TEST.NUCLEI.MASK_THRESH``.
+    """Detectron2's GeneralizedRCNN whose pasted masks are cut at ``TEST.NUCLEI.MASK_THRESH`` and
+    whose input images first go through ``MODEL.CANONICAL_INPUT`` (off by default).
 
     Stock Mask R-CNN (the baseline) in every other respect; GeneralizedRCNN always pastes at 0.5.
     """
 
     @configurable
-    def __init__(self, *, mask_threshold: float = 0.5, **kwargs):
+    def __init__(self, *, mask_threshold: float = 0.5, canonical_input: CanonicalInput = CanonicalInput(), **kwargs):
         super().__init__(**kwargs)
         self.mask_threshold = mask_threshold
+        self.canonical_input = canonical_input
 
     @classmethod
     def from_config(cls, cfg) -> Dict:
         ret = super().from_config(cfg)
         ret["mask_threshold"] = cfg.TEST.NUCLEI.MASK_THRESH
+        ret["canonical_input"] = canonical_input_from_config(cfg)
         return ret
+
+    def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]):
+        if self.canonical_input.active:
+            batched_inputs = [dict(x, image=self.canonical_input(x["image"].to(self.device)))
+                              for x in batched_inputs]
+        return super().preprocess_image(batched_inputs)
 
     def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
         results = super().inference(batched_inputs, detected_instances, do_postprocess=False)

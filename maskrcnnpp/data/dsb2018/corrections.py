@@ -34,6 +34,10 @@ CORRECTION_KINDS = {
     "labels_empty": "label image without any nucleus: the image kept with no annotations",
     "crowd_dropped": "COCO annotation with iscrowd 1 (a region, not one nucleus): dropped",
     "image_not_in_coco": "image file not listed in the COCO JSON: not converted",
+    # Aperio / MoNuSeg XML polygons of the folder converter (maskrcnnpp.data.folder.aperio)
+    "xml_degenerate": "XML region with fewer than 3 vertices or no pixel centre inside the image: dropped",
+    "xml_overlap": "XML region over pixels of earlier regions: the later region takes them (MoNuSeg's rule)",
+    "xml_overwritten": "XML region whose every pixel a later region took: dropped",
 }
 FORMAT_CONVERSIONS = {"alpha_removed", "grey_to_rgb", "palette_to_rgb"}
 

@@ -1,4 +1,4 @@
-"""One image of a folder: its RGB PNG, and its label image or COCO annotations as COCO RLE."""
+"""One image of a folder: its RGB PNG, and its label image, XML, .mat or COCO annotations as COCO RLE."""
 from __future__ import annotations
 
 from typing import List
@@ -7,9 +7,11 @@ from ..dsb2018.convert import convert_image, image_record, write_rgb_png
 from ..dsb2018.errors import DatasetError
 from ..dsb2018.scan import ImageTask
 from ..dsb2018.source import Source
+from .aperio import xml_labels
 from .coco import coco_candidates
-from .labels import label_candidates
+from .labels import label_array_candidates, label_candidates
 from .layouts import FolderTask
+from .matlab import mat_labels
 
 __all__ = ["convert_folder_image"]
 
@@ -23,7 +25,17 @@ def convert_folder_image(task: object, source: Source, images_dir: str, compress
     height, width, desc = write_rgb_png(task.image_id, task.image_name, source, images_dir, compress_level,
                                         corrections)
     image_display = source.display(task.image_name)
-    if task.label_name:
+    if task.label_format in ("xml", "mat"):
+        # Read into the labels a label image would hold, then converted exactly as one.
+        display = source.display(task.label_name)
+        data = source.read(task.label_name)
+        if task.label_format == "xml":
+            labels = xml_labels(data, display, task.image_id, height, width, corrections)
+        else:
+            labels = mat_labels(data, display, task.image_id, image_display, height, width, corrections)
+        del data
+        candidates = label_array_candidates(labels, display, task.image_id, corrections)
+    elif task.label_name:
         candidates = label_candidates(source.read(task.label_name), task.label_name, source.display(task.label_name),
                                       task.image_id, image_display, height, width, corrections)
     else:

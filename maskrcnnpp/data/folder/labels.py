@@ -1,4 +1,4 @@
-"""Instance label images (``0`` = background, ``k`` = nucleus k) -> one candidate mask per nucleus."""
+"""Instance label images and arrays (``0`` = background, ``k`` = nucleus k) -> one candidate mask per nucleus."""
 from __future__ import annotations
 
 import io
@@ -14,7 +14,8 @@ from ..dsb2018.corrections import correction
 from ..dsb2018.decode import as_array, load
 from ..dsb2018.errors import DatasetError
 
-__all__ = ["TIFF_EXTENSIONS", "label_candidates", "read_label_image"]
+__all__ = ["TIFF_EXTENSIONS", "check_labels", "compact_labels", "label_array_candidates", "label_candidates",
+           "read_label_image"]
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
 _EXPECTED = "expected one channel of integer nucleus labels, 0 = background"
@@ -40,7 +41,11 @@ def _decode(data: bytes, name: str, display: str) -> np.ndarray:
 
 def read_label_image(data: bytes, name: str, display: str, image_id: str, corrections: List[dict]) -> np.ndarray:
     """The (H, W) array of non-negative integer labels of a label-image file, recording conversions."""
-    arr = _decode(data, name, display)
+    return check_labels(_decode(data, name, display), display, image_id, corrections)
+
+
+def check_labels(arr: np.ndarray, display: str, image_id: str, corrections: List[dict]) -> np.ndarray:
+    """``arr`` as (H, W) non-negative integer labels, recording conversions; DatasetError naming ``display``."""
     if arr.ndim == 3 and arr.shape[2] in (2, 3, 4):
         colour = arr[..., :-1] if arr.shape[2] in (2, 4) else arr  # alpha carries no label
         if colour.shape[2] > 1 and not (colour == colour[..., :1]).all():
@@ -65,7 +70,7 @@ def read_label_image(data: bytes, name: str, display: str, image_id: str, correc
     return arr
 
 
-def _compact(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def compact_labels(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(labels renumbered 1..K with 0 kept as background, the original value of each 1..K)."""
     values, inverse = np.unique(labels, return_inverse=True)
     inverse = inverse.reshape(labels.shape)
@@ -81,7 +86,13 @@ def label_candidates(data: bytes, name: str, display: str, image_id: str, image_
     if labels.shape != (height, width):
         raise DatasetError(f"{display}: label image is {labels.shape[0]}x{labels.shape[1]} but its image "
                            f"{image_display} is {height}x{width}")
-    compact, values = _compact(labels)
+    return label_array_candidates(labels, display, image_id, corrections)
+
+
+def label_array_candidates(labels: np.ndarray, display: str, image_id: str, corrections: List[dict]) -> List[Candidate]:
+    """One candidate per nucleus of checked (H, W) labels of the image's size (what a label image gives)."""
+    height, width = labels.shape
+    compact, values = compact_labels(labels)
     del labels
     if values.size == 0:
         corrections.append(correction("labels_empty", image_id, display, "no nonzero pixel"))

@@ -1,9 +1,11 @@
-"""Which of the three layouts a folder (or zip) holds, and the plan of its conversion.
+"""Which of the five layouts a folder (or zip) holds, and the plan of its conversion.
 
 * ``labels``: images ``<stem>.<png|tif|jpg|...>`` with instance label images ``<stem>_labels.<tif|png>``
   (0 = background; what ``tools/predict.py`` writes), anywhere below the folder, paired by stem;
 * ``masks``: one mask file per nucleus, the DSB layout ``<id>/images/<id>.png`` + ``<id>/masks/*.png``;
-* ``coco``: images plus a COCO instances JSON whose ``file_name`` entries name them.
+* ``coco``: images plus a COCO instances JSON whose ``file_name`` entries name them;
+* ``xml``: images with Aperio ImageScope / MoNuSeg XML polygons ``<stem>.xml``, paired by stem as ``labels``;
+* ``mat``: images with HoVer-Net style MATLAB files ``<stem>.mat`` (instance map ``inst_map``), paired likewise.
 """
 from __future__ import annotations
 
@@ -19,21 +21,27 @@ from .coco import CocoFile, Segmentation, is_coco_dataset, parse_coco
 
 __all__ = ["LABEL_EXTENSIONS", "LABEL_SUFFIX", "LAYOUTS", "FolderTask", "detect_layout", "find_coco_json", "plan_folder"]
 
-LAYOUTS = ("labels", "masks", "coco")
+LAYOUTS = ("labels", "masks", "coco", "xml", "mat")
 LABEL_SUFFIX = "_labels"
 LABEL_EXTENSIONS = (".png", ".tif", ".tiff")  # lossless: JPEG would change label values at nucleus edges
 _EXPECTED = ("images <stem>.png|tif|jpg with label images <stem>_labels.tif|png (layout 'labels'), "
              "<id>/images/<id>.png with one mask per nucleus in <id>/masks/ (layout 'masks'), "
-             "or images with a COCO instances JSON (layout 'coco')")
+             "images with a COCO instances JSON (layout 'coco'), images with <stem>.xml Aperio/MoNuSeg "
+             "polygons (layout 'xml') or with <stem>.mat HoVer-Net instance maps (layout 'mat')")
+# The annotation file of an image in the layouts that pair them by stem, and how messages name it.
+_PARTNER_SUFFIX = {"xml": ".xml", "mat": ".mat"}
+_PARTNER_WHAT = {"labels": ("a", "label image"), "xml": ("an", "XML annotation file"),
+                 "mat": ("a", ".mat annotation file")}
 
 
 @dataclass
 class FolderTask:
-    """One image to convert with its label image (layout ``labels``) or its COCO annotations (``coco``)."""
+    """One image to convert with its label image, XML or .mat file (``label_name``), or its COCO annotations."""
 
     image_id: str
     image_name: str
     label_name: str = ""
+    label_format: str = "labels"  # the layout whose file label_name is: "labels", "xml" or "mat"
     segmentations: Tuple[Segmentation, ...] = ()
     coco_size: Optional[Tuple[int, int]] = None  # (height, width) the JSON gives
     coco_display: str = ""
@@ -77,8 +85,18 @@ def find_coco_json(source: Source) -> List[str]:
     return found
 
 
+def _has_partners(names: List[str], suffix: str) -> bool:
+    """Whether some image has a file ``<its stem><suffix>`` anywhere among ``names``."""
+    stems = {Path(n).stem for n in names if n.lower().endswith(suffix)}
+    return any(Path(n).stem in stems for n in names if n.lower().endswith(IMAGE_EXTENSIONS))
+
+
 def detect_layout(source: Source) -> str:
-    """The one layout the source holds; DatasetError (argument ``layout``) when none or several."""
+    """The one layout the source holds; DatasetError (argument ``layout``) when none or several.
+
+    ``xml`` and ``mat`` are looked for only where none of the other three is found, so that metadata
+    files beside their images (microscopes write XML) never change what those layouts detect.
+    """
     names = _files(source)[0]
     found = []
     if any(_is_mask_file(n) for n in names):
@@ -87,6 +105,8 @@ def detect_layout(source: Source) -> str:
         found.append("labels")
     if find_coco_json(source):
         found.append("coco")
+    if not found:
+        found = [layout for layout, suffix in _PARTNER_SUFFIX.items() if _has_partners(names, suffix)]
     if not found:
         raise DatasetError(f"{source.path}: no annotations recognised; expected {_EXPECTED}", argument="layout")
     if len(found) > 1:
@@ -115,20 +135,37 @@ def _plan_labels(source: Source) -> Plan:
                                "save it as PNG or TIFF")
     image_names = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and not _is_label(n)]
     ignored += [n for n in names if not n.lower().endswith(IMAGE_EXTENSIONS)]
-    labels = _by_stem(source, label_names, "label images", strip=LABEL_SUFFIX)
+    return _plan_paired(source, "labels", image_names, label_names, ignored, f"{LABEL_SUFFIX}.tif or .png")
+
+
+def _plan_annotation_files(source: Source, layout: str) -> Plan:
+    """The plan of layout ``xml`` or ``mat``: each image with its ``<stem>.xml`` or ``<stem>.mat``."""
+    names, ignored = _files(source)
+    suffix = _PARTNER_SUFFIX[layout]
+    annotation_names = [n for n in names if n.lower().endswith(suffix)]
+    image_names = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+    ignored += [n for n in names if not n.lower().endswith(IMAGE_EXTENSIONS + (suffix,))]
+    return _plan_paired(source, layout, image_names, annotation_names, ignored, suffix)
+
+
+def _plan_paired(source: Source, layout: str, image_names: List[str], label_names: List[str], ignored: List[str],
+                 partner: str) -> Plan:
+    """One task per image with the label file of its stem (``partner``: how that file is named, for messages)."""
+    article, what = _PARTNER_WHAT[layout]
+    labels = _by_stem(source, label_names, f"{what}s", strip=LABEL_SUFFIX if layout == "labels" else "")
     images = _by_stem(source, image_names, "images")
     orphans = sorted(set(labels) - set(images))
     if orphans:
-        raise DatasetError(f"{source.display(labels[orphans[0]])}: label image without its image ({orphans[0]}.png, "
-                           f".tif, ...); {len(orphans)} such label image(s)")
+        raise DatasetError(f"{source.display(labels[orphans[0]])}: {what} without its image ({orphans[0]}.png, "
+                           f".tif, ...); {len(orphans)} such {what}(s)")
     unlabelled = sorted(set(images) - set(labels))
     if unlabelled:
-        raise DatasetError(f"{source.display(images[unlabelled[0]])}: image without a label image "
-                           f"({unlabelled[0]}{LABEL_SUFFIX}.tif or .png); {len(unlabelled)} such image(s); "
+        raise DatasetError(f"{source.display(images[unlabelled[0]])}: image without {article} {what} "
+                           f"({unlabelled[0]}{partner}); {len(unlabelled)} such image(s); "
                            "label them or move them out of the folder")
     if not images:
         raise DatasetError(f"{source.path}: no images found; expected {_EXPECTED}")
-    tasks = [FolderTask(stem, images[stem], label_name=labels[stem]) for stem in sorted(images)]
+    tasks = [FolderTask(stem, images[stem], label_name=labels[stem], label_format=layout) for stem in sorted(images)]
     return Plan(tasks, ignored, [])
 
 
@@ -191,6 +228,8 @@ def plan_folder(source: Source, layout: str, coco_json: Optional[Path] = None) -
         return _plan_labels(source)
     if layout == "masks":
         return _plan_masks(source)
+    if layout in _PARTNER_SUFFIX:
+        return _plan_annotation_files(source, layout)
     if layout != "coco":
         raise DatasetError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)} or 'auto'", argument="layout")
     if coco_json is not None:

@@ -54,8 +54,9 @@ def prepare_folder(
     """Convert annotated images at ``src`` (folder or zip) into a prepared COCO folder ``out``.
 
     ``layout``: ``"labels"`` (``<stem>.<ext>`` + ``<stem>_labels.<tif|png>``), ``"masks"`` (the DSB
-    layout), ``"coco"`` (images + a COCO JSON: ``coco_json``, else the one in ``src``) or ``"auto"``
-    (detected). ``split`` as for :func:`~maskrcnnpp.data.dsb2018.prepare_dsb2018` (default 0.5/0.2/0.3,
+    layout), ``"coco"`` (images + a COCO JSON: ``coco_json``, else the one in ``src``), ``"xml"``
+    (``<stem>.<ext>`` + Aperio/MoNuSeg polygons ``<stem>.xml``), ``"mat"`` (``<stem>.<ext>`` + a
+    HoVer-Net ``<stem>.mat`` with ``inst_map``) or ``"auto"`` (detected). ``split`` as for :func:`~maskrcnnpp.data.dsb2018.prepare_dsb2018` (default 0.5/0.2/0.3,
     seeded with ``seed``), or a split's name (``"train"``) to keep every image in it. The output,
     its idempotence, errors and counted corrections are those of ``prepare_dsb2018``; the manifest's
     identity also records the layout.
