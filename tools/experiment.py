@@ -149,10 +149,12 @@ def source_dsb_root(args) -> str:
 
 
 def list_groups(args) -> dict:
-    """--list-groups: the groups, their counts, the default held-out ones and the 5-fold split."""
+    """--list-groups: the groups, their counts, the default held-out ones and the 5-fold split (fewer
+    folds when there are fewer groups)."""
     _, groups = dsb_groups(source_dsb_root(args))
     print(group_counts_markdown(groups, DEFAULT_HOLDOUT))
-    folds = {f"{i}/5": fold_groups(groups, f"{i}/5") for i in range(1, 6)}
+    k = min(5, len(set(groups.values())))
+    folds = {f"{i}/{k}": fold_groups(groups, f"{i}/{k}") for i in range(1, k + 1)} if k >= 2 else {}
     for name, members in folds.items():
         print(f"--group-fold {name}: {', '.join(members)}")
     return {"groups": groups, "folds": folds}

@@ -39,6 +39,7 @@ SIGNAL_BINS: Tuple[Tuple[float, str], ...] = ((40.0, "dim"), (120.0, "mid"), (fl
 SPLIT_MIN_IMAGES = 40
 MIN_GROUP_IMAGES = 5
 GROUPS_FILE = "groups.json"
+VAL_EVERY = 5
 
 
 def image_signal(rgb: np.ndarray) -> Tuple[str, float]:
@@ -119,7 +120,8 @@ def _subset(coco: Mapping, ids: Iterable[int]) -> Dict:
 def holdout_annotations(all_coco: Mapping, val_ids: Iterable[int], groups: Mapping[int, str],
                         holdout: Sequence[str]) -> Dict[str, Dict]:
     """``{"train", "val", "test"}`` COCO dicts of a leave-group-out split: test holds every image of the
-    ``holdout`` groups, val the images of ``val_ids`` outside them, train all others.
+    ``holdout`` groups, val the images of ``val_ids`` outside them (when none is left, every
+    :data:`VAL_EVERY`-th other image by id), train all others.
 
     Raises UserError naming an unknown group (and the groups there are)."""
     known = sorted(set(groups.values()))
@@ -129,4 +131,7 @@ def holdout_annotations(all_coco: Mapping, val_ids: Iterable[int], groups: Mappi
     held = {i for i, g in groups.items() if g in set(holdout)}
     val = {int(i) for i in val_ids} - held
     train = set(groups) - held - val
+    if not val:  # every val image was held out: every VAL_EVERY-th training image validates instead
+        val = set(sorted(train)[::VAL_EVERY])
+        train -= val
     return {"train": _subset(all_coco, train), "val": _subset(all_coco, val), "test": _subset(all_coco, held)}

@@ -83,3 +83,13 @@ def test_holdout_split_puts_whole_groups_in_test():
     assert split["train"]["categories"] == coco["categories"] and split["test"]["info"] == {"x": 1}
     with pytest.raises(UserError, match="unknown group.*nope.*the groups are: bright-field-1024x1024"):
         holdout_annotations(coco, val_ids, groups, ["nope"])
+
+
+def test_holdout_of_every_val_image_validates_on_every_fifth_training_image():
+    stats = stats_of(SPEC)
+    groups = acquisition_groups(stats)
+    coco = {"images": [{"id": i} for i in stats], "annotations": []}
+    split = holdout_annotations(coco, [46, 47], groups, ["bright-field-1024x1024"])  # both val images held out
+    others = sorted(set(stats) - set(range(46, 62)))
+    assert [im["id"] for im in split["val"]["images"]] == others[::5]
+    assert {im["id"] for im in split["train"]["images"]} == set(others) - set(others[::5])
