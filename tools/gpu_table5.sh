@@ -50,12 +50,8 @@ fi
 if [ -z "${PY:-}" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-for name in ITERS EVALS DEADLINE REFRESH; do
-  value=${!name}
-  if ! [[ "$value" =~ ^[0-9]+$ ]] || [ "$value" -lt 1 ]; then
-    echo "error: $name must be a whole number >= 1, got '$value'" >&2; exit 2
-  fi
-done
+source tools/gpu_common.sh
+gpu_check_counts ITERS EVALS DEADLINE REFRESH
 [ -n "${SEEDS// /}" ] || { echo "error: SEEDS is empty" >&2; exit 2; }
 for seed in $SEEDS; do
   [[ "$seed" =~ ^[0-9]+$ ]] || { echo "error: SEEDS must be whole numbers, got '$seed'" >&2; exit 2; }
@@ -72,39 +68,10 @@ note() { echo "[$(printf '%4d' "$SECONDS") s] $*" | tee -a "$STATUS"; }
 fail() { note "error: $*"; exit 2; }
 note "gpu_table5 $MODE: configs '$CONFIGS', seeds '$SEEDS', $ITERS iterations, $EVALS validation(s), device $DEVICE, deadline ${DEADLINE} s"
 
-# 1. packages
-ORIGINAL_PYTHONPATH=${PYTHONPATH:-}
-export PYTHONPATH="$PWD${ORIGINAL_PYTHONPATH:+:$ORIGINAL_PYTHONPATH}"
-if ! "$PY" -c "import detectron2, fvcore, pycocotools" 2>/dev/null; then
-  ls .whl/*.whl >/dev/null 2>&1 || fail "Detectron2 is not importable by $PY and there is no .whl/ to install it from"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
-    >>"$STATUS" 2>&1 || fail "installing .whl/*.whl into $SITE failed (above)"
-  export PYTHONPATH="$PWD:$SITE${ORIGINAL_PYTHONPATH:+:$ORIGINAL_PYTHONPATH}"
-  note "installed $(ls .whl/*.whl | wc -l) wheels from .whl/ into $SITE"
-fi
-
-# 2. data
-if [ ! -f "$DSB/annotations/train.json" ]; then
-  [ -f "$ZIP" ] || fail "no prepared DSB 2018 at DSB=$DSB and no ZIP=$ZIP to prepare it from"
-  "$PY" datasets/prepare_dsb2018.py --src "$ZIP" --out "$DSB" --no-progress >>"$STATUS" 2>&1 \
-    || fail "datasets/prepare_dsb2018.py --src $ZIP --out $DSB failed (above)"
-fi
-note "data: $DSB ($(ls "$DSB/images" | wc -l) images)"
-
-# 3. preflight
-"$PY" - "$DEVICE" $CONFIGS >>"$STATUS" 2>&1 <<'EOF' || fail "preflight failed (above): nothing was trained"
-import sys
-import maskrcnnpp, detectron2, pycocotools, torch  # noqa: F401
-from maskrcnnpp.config import resolve_config_path
-device, configs = sys.argv[1], sys.argv[2:]
-for name in configs:
-    resolve_config_path(name)
-if device == "cuda":
-    assert torch.cuda.is_available(), "torch sees no CUDA device"
-    print("preflight:", torch.__version__, torch.cuda.get_device_name(0), "detectron2", detectron2.__version__)
-else:
-    print("preflight:", torch.__version__, "cpu", "detectron2", detectron2.__version__)
-EOF
+# 1.-3. packages, data, preflight (tools/gpu_common.sh)
+gpu_packages
+gpu_data
+gpu_preflight $CONFIGS
 
 refresh() {
   "$PY" tools/seed_table.py "$RUNS" --out "$RESULTS" >/dev/null 2>>"$STATUS" || note "tools/seed_table.py failed"
