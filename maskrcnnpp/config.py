@@ -90,6 +90,9 @@ def add_maskrcnnpp_config(cfg: CN) -> None:
     cfg.TEST.NUCLEI.TRUST.WEAK_KINDS = []
     # A mean detection score of the kept nuclei below this flags the image (0: never).
     cfg.TEST.NUCLEI.TRUST.MIN_MEAN_SCORE = 0.0
+    # Nuclei whose median diameter (model-input pixels) lies outside AUTO_DIAMETER_RANGE by more than
+    # this fraction flag the image ("auto" lands nuclei on the range's ends, a little either side).
+    cfg.TEST.NUCLEI.TRUST.DIAMETER_MARGIN = 0.25
 
     # Canonical model input (maskrcnnpp/modeling/canonical_input.py), applied by the model itself
     # before PIXEL_MEAN / PIXEL_STD, so training, evaluation and prediction see the same input.

@@ -24,7 +24,8 @@
 # LR (0.04 / 0.01), CKPT (250 / 2), WORKERS (8 / 0), DEVICE (cuda / cpu), TRAIN_SECONDS (480 / 300),
 # DEADLINE (570 / 900), SPEED_IMAGES (64 / 4), DSB (datasets/dsb2018), ZIP
 # (../shared/data/dsb2018/stage1_train.zip), RUNS (runs/gpu_train_zoo / runs/gpu_train_zoo_rehearsal),
-# RESULTS ($OUT, else $RUNS/results), SETS, PY, SITE (/tmp/maskrcnnpp-site).
+# RESULTS ($OUT, else $RUNS/results), SETS ("--set NAME=FOLDER[:SPLIT] ..." of tools/ood_check.py), PY,
+# SITE (/tmp/maskrcnnpp-site).
 # Exit status: 0 done (training finished or stopped at TRAIN_SECONDS); 1 a step failed; 2 bad setup.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -106,13 +107,13 @@ note "weights: $(basename "$CHECKPOINT") as fp16 ($(du -h "$FP16" | cut -f1), sh
 # 6. the out-of-distribution table
 if [ -z "${SETS:-}" ]; then
   SETS=""
-  for split in val test; do [ -f "$DSB/annotations/$split.json" ] && SETS+=" dsb_$split=$DSB:$split"; done
-  for folder in datasets/ext_*; do [ -f "$folder/annotations/test.json" ] && SETS+=" ${folder#datasets/ext_}=$folder:test"; done
+  for split in val test; do [ -f "$DSB/annotations/$split.json" ] && SETS+=" --set dsb_$split=$DSB:$split"; done
+  for folder in datasets/ext_*; do [ -f "$folder/annotations/test.json" ] && SETS+=" --set ${folder#datasets/ext_}=$folder:test"; done
 fi
 if [ -n "${SETS// /}" ]; then
   rm -rf "$RUNS/ood"
   timeout -s TERM "$(left)" "$PY" tools/ood_check.py --config "$TRAIN/config.yaml" --weights "$FP16" --device "$DEVICE" \
-    --out "$RUNS/ood" --sets $SETS >"$RESULTS/ood_check.md" 2>>"$RUNS/ood.log" \
+    --out "$RUNS/ood" $SETS >"$RESULTS/ood_check.md" 2>>"$RUNS/ood.log" \
     && cp "$RUNS/ood/ood_check.json" "$RESULTS/" && note "out-of-distribution table: $RESULTS/ood_check.md" \
     || note "tools/ood_check.py failed or ran out of time (tail of $RUNS/ood.log: $(tail -1 "$RUNS/ood.log" | cut -c1-200))"
 else

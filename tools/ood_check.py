@@ -3,13 +3,13 @@
 
     python tools/ood_check.py --out runs/ood_check/shipped                      # the default model, default sets
     python tools/ood_check.py --config runs/x/config.yaml --weights runs/x/model_best.pth --out runs/ood_check/x \\
-        --sets dsb=datasets/dsb2018:test monuseg=datasets/ext_monuseg_test aitslab=datasets/ext_aitslab_bioimaging1
+        --set dsb=datasets/dsb2018:test --set monuseg=datasets/ext_monuseg_test TEST.NUCLEI.DIAMETER "'23'"
     python tools/ood_check.py --summarize runs/ood_check/shipped                # the table of an earlier run
 
 Every image is predicted as tools/predict.py predicts it with no options (the model's own resize,
 --diameter default and thresholds) and scored against its ground truth. A set is NAME=FOLDER[:SPLIT],
 a folder prepared by datasets/prepare_dsb2018.py or datasets/prepare_folder.py (split test by default);
-without --sets, the sets of docs/DATA.md that are prepared here (the others are named and skipped).
+without --set, the sets of docs/DATA.md that are prepared here (the others are named and skipped).
 Prints one Markdown table (all images, per set, per set and image kind, per kind, per acquisition
 group) and how well the predictor's trust flags pick out images scoring below 0.3; writes
 OUT/rows.jsonl (one line per image as it is done) and OUT/ood_check.json. Mistakes print one line on
@@ -32,8 +32,8 @@ from maskrcnnpp.utils.files import write_json
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", nargs="+", default=None, metavar="NAME=FOLDER[:SPLIT]",
-                        help="check sets (default: those of docs/DATA.md prepared here: "
+    parser.add_argument("--set", dest="sets", action="append", default=None, metavar="NAME=FOLDER[:SPLIT]",
+                        help="a check set; repeat for more (default: those of docs/DATA.md prepared here: "
                              + ", ".join(DEFAULT_SETS) + ")")
     parser.add_argument("--out", default=None, help="folder for rows.jsonl and ood_check.json (rows.jsonl must not exist)")
     parser.add_argument("--summarize", default=None, metavar="OUT", help="only print the table of OUT/rows.jsonl")
@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
             except UserError as e:
                 print(f"skipped: {e}")
         if not sets:
-            raise UserError("none of the default check sets is prepared here (docs/DATA.md says how); or give --sets")
+            raise UserError("none of the default check sets is prepared here (docs/DATA.md says how); or give --set")
     ensure_output_dir(args.out, "--out")
     rows_path = os.path.join(args.out, "rows.jsonl")
     if os.path.exists(rows_path):

@@ -47,8 +47,9 @@ def _leaves(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
 def inference_differences(run_cfg, zoo_cfg) -> List[str]:
     """Config keys that change predictions (MODEL.* but the weights and device, test size, thresholds)
     whose values differ between the run and the config the model ships with."""
-    def pick(cfg):
-        return {k: v for k, v in _leaves(cfg) if k.startswith(INFERENCE_KEYS) and k not in ("MODEL.WEIGHTS", "MODEL.DEVICE")}
+    def pick(cfg):  # the trust flags say how far an image is from training; they change no prediction
+        return {k: v for k, v in _leaves(cfg) if k.startswith(INFERENCE_KEYS) and k not in ("MODEL.WEIGHTS", "MODEL.DEVICE")
+                and not k.startswith("TEST.NUCLEI.TRUST.")}
 
     ran, ships = pick(run_cfg), pick(zoo_cfg)
     return sorted(k for k in set(ran) | set(ships) if ran.get(k) != ships.get(k))

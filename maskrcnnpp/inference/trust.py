@@ -7,7 +7,8 @@ prediction :func:`assess_image` reports
 * ``image_kind``: fluorescence, bright-field or stained tissue (:mod:`maskrcnnpp.utils.image_kind`);
 * ``diameter_px``: the median equivalent diameter of the nuclei found, in model-input pixels (the
   image's pixels times the prediction's ``scale``), against the model's training range
-  (``TEST.NUCLEI.AUTO_DIAMETER_RANGE``);
+  (``TEST.NUCLEI.AUTO_DIAMETER_RANGE``) widened by ``TEST.NUCLEI.TRUST.DIAMETER_MARGIN`` (``--diameter
+  auto`` brings nuclei to the ends of the range, where the measured median lands a little either side);
 * ``mean_score``: the mean detection score of the nuclei kept (lower on images unlike training);
 
 and ``flags``, the reasons to distrust it: a kind in ``TEST.NUCLEI.TRUST.WEAK_KINDS``, nuclei outside
@@ -36,11 +37,13 @@ TRUST_COLUMNS = ("image_kind", "diameter_px", "mean_score", "flags")
 @dataclass(frozen=True)
 class TrustSettings:
     """The model's known weak image kinds, its training range of nucleus diameters (model-input
-    pixels; (0, 0) unknown) and the mean detection score below which a result is doubtful (0: off)."""
+    pixels; (0, 0) unknown) with the relative margin allowed outside it, and the mean detection score
+    below which a result is doubtful (0: off)."""
 
     weak_kinds: Tuple[str, ...] = ()
     diameter_range: Tuple[float, float] = (0.0, 0.0)
     min_mean_score: float = 0.0
+    diameter_margin: float = 0.25
 
     @classmethod
     def from_config(cls, cfg) -> "TrustSettings":
@@ -54,7 +57,10 @@ class TrustSettings:
         score = float(trust.MIN_MEAN_SCORE)
         if not 0.0 <= score <= 1.0:
             raise UserError(f"TEST.NUCLEI.TRUST.MIN_MEAN_SCORE must be in [0, 1], got {trust.MIN_MEAN_SCORE!r}")
-        return cls(kinds, check_diameter_range(cfg.TEST.NUCLEI.AUTO_DIAMETER_RANGE), score)
+        margin = float(trust.DIAMETER_MARGIN)
+        if not 0.0 <= margin < 1.0:
+            raise UserError(f"TEST.NUCLEI.TRUST.DIAMETER_MARGIN must be in [0, 1), got {trust.DIAMETER_MARGIN!r}")
+        return cls(kinds, check_diameter_range(cfg.TEST.NUCLEI.AUTO_DIAMETER_RANGE), score, margin)
 
 
 def _median_diameter(labels: np.ndarray) -> Optional[float]:
@@ -79,9 +85,10 @@ def assess_image(rgb8: np.ndarray, prediction: NucleiPrediction, settings: Trust
         flags.append("no nucleus found")
     else:
         low, high = settings.diameter_range
-        if high > 0 and not low <= diameter <= high:
+        margin = settings.diameter_margin
+        if high > 0 and not (1 - margin) * low <= diameter <= (1 + margin) * high:
             flags.append(f"nuclei {diameter:.1f} px as the model saw them, outside its training range "
-                         f"{low:.1f}-{high:.1f} px")
+                         f"{low:.1f}-{high:.1f} px by more than {100 * margin:.0f} %")
         if mean_score < settings.min_mean_score:
             flags.append(f"mean detection score {mean_score:.2f} below {settings.min_mean_score:.2f}")
     return {"image_kind": kind, "diameter_px": diameter, "mean_score": mean_score, "flags": flags}

@@ -50,11 +50,13 @@ def test_an_he_like_colour_image_is_flagged_for_its_kind():
 
 
 def test_small_nuclei_low_scores_and_empty_results_are_flagged():
+    edge = assess_image(fluorescence_like(), prediction(LABELS, [0.9] * 4, scale=0.66), SETTINGS)
+    assert 0.75 * 12.57 < edge["diameter_px"] < 12.57 and edge["flags"] == []  # within the 25 % margin
     tiny = assess_image(fluorescence_like(), prediction(LABELS, [0.9] * 4, scale=0.5), SETTINGS)
     assert tiny["diameter_px"] == pytest.approx(0.5 * assess_image(fluorescence_like(), prediction(LABELS, [0.9] * 4),
                                                                   SETTINGS)["diameter_px"])
     assert tiny["flags"] == [f"nuclei {tiny['diameter_px']:.1f} px as the model saw them, outside its training range "
-                             "12.6-40.5 px"]
+                             "12.6-40.5 px by more than 25 %"]
     doubtful = assess_image(fluorescence_like(), prediction(LABELS, [0.7, 0.75, 0.8, 0.7]), SETTINGS)
     assert doubtful["flags"] == ["mean detection score 0.74 below 0.80"]
     empty = assess_image(fluorescence_like(), prediction(np.zeros_like(LABELS), []), SETTINGS)
@@ -70,4 +72,8 @@ def test_settings_from_config_name_bad_keys():
     cfg.TEST.NUCLEI.TRUST.WEAK_KINDS = ["bright-field"]
     cfg.TEST.NUCLEI.TRUST.MIN_MEAN_SCORE = 1.5
     with pytest.raises(UserError, match=r"TEST\.NUCLEI\.TRUST\.MIN_MEAN_SCORE must be in \[0, 1\]"):
+        TrustSettings.from_config(cfg)
+    cfg.TEST.NUCLEI.TRUST.MIN_MEAN_SCORE = 0.5
+    cfg.TEST.NUCLEI.TRUST.DIAMETER_MARGIN = 1.0
+    with pytest.raises(UserError, match=r"TEST\.NUCLEI\.TRUST\.DIAMETER_MARGIN must be in \[0, 1\)"):
         TrustSettings.from_config(cfg)

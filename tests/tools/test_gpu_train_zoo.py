@@ -20,7 +20,7 @@ SCRIPT = str(REPO / "tools" / "gpu_train_zoo.sh")
 
 def run_script(tmp: Path, *args: str, **env) -> subprocess.CompletedProcess:
     settings = dict(os.environ, PY=sys.executable, ZIP=str(tmp / "src.zip"), DSB=str(tmp / "dsb"), RUNS=str(tmp / "runs"),
-                    RESULTS=str(tmp / "results"), MASKRCNNPP_CACHE=str(tmp / "cache"), SETS=f"tiny={tmp / 'dsb'}:test")
+                    RESULTS=str(tmp / "results"), MASKRCNNPP_CACHE=str(tmp / "cache"), SETS=f"--set tiny={tmp / 'dsb'}:test")
     settings.pop("OUT", None)
     settings.update(env)
     return subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True, env=settings, timeout=900)

@@ -33,7 +33,7 @@ def checked(tmp_path_factory):
     tifffile.imwrite(src / "he_labels.tif", labels.astype(np.uint16))
     prepare_folder(src, root / "prepared", split="test", workers=1, progress=False)
     out = root / "check"
-    res = run_tool("ood_check.py", ["--sets", f"tiny={root / 'prepared'}:test", "--out", str(out), "--device", "cpu",
+    res = run_tool("ood_check.py", ["--set", f"tiny={root / 'prepared'}:test", "--out", str(out), "--device", "cpu",
                                     "TEST.NUCLEI.TRUST.WEAK_KINDS", '["stained tissue"]'])
     assert res.returncode == 0, res.stderr[-3000:]
     return root, out, res
@@ -77,12 +77,12 @@ def test_rows_carry_groups_and_trust_and_the_flags_are_counted(checked):
 
 def test_bad_set_and_existing_rows_are_one_line_errors(checked, tmp_path):
     root, out, _ = checked
-    r = run_tool("ood_check.py", ["--sets", "nope", "--out", str(tmp_path / "x")])
+    r = run_tool("ood_check.py", ["--set", "nope", "--out", str(tmp_path / "x")])
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(
         "check set 'nope': expected NAME=FOLDER[:SPLIT], e.g. monuseg=datasets/ext_monuseg_test:test")
-    r = run_tool("ood_check.py", ["--sets", f"a={tmp_path}", "--out", str(tmp_path / "y")])
+    r = run_tool("ood_check.py", ["--set", f"a={tmp_path}", "--out", str(tmp_path / "y")])
     assert r.returncode == 2 and "check set a:" in r.stderr and "is missing" in r.stderr
-    r = run_tool("ood_check.py", ["--sets", f"tiny={root / 'prepared'}:test", "--out", str(out)])
+    r = run_tool("ood_check.py", ["--set", f"tiny={root / 'prepared'}:test", "--out", str(out)])
     assert r.returncode == 2 and "holds the rows.jsonl of an earlier run" in r.stderr
     r = run_tool("ood_check.py", ["--summarize", str(out)])
     assert r.returncode == 0 and "| tiny | 3 |" in r.stdout
