@@ -5,6 +5,7 @@
     python tools/ood_check.py --config runs/x/config.yaml --weights runs/x/model_best.pth --out runs/ood_check/x \\
         --set dsb=datasets/dsb2018:test --set monuseg=datasets/ext_monuseg_test TEST.NUCLEI.DIAMETER "'23'"
     python tools/ood_check.py --summarize runs/ood_check/shipped                # the table of an earlier run
+    python tools/ood_check.py --compare runs/ood_check/shipped runs/ood_check/x   # paired per-image differences
 
 Every image is predicted as tools/predict.py predicts it with no options (the model's own resize,
 --diameter default and thresholds) and scored against its ground truth. A set is NAME=FOLDER[:SPLIT],
@@ -24,7 +25,9 @@ import os
 
 import maskrcnnpp  # noqa: F401  (compat measures before detectron2 imports)
 from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error
-from maskrcnnpp.experiment.ood_check import DEFAULT_SETS, check_markdown, parse_check_set, run_check, summarize_check
+from maskrcnnpp.experiment.ood_check import (
+    DEFAULT_SETS, check_markdown, compare_markdown, compare_rows, parse_check_set, run_check, summarize_check,
+)
 from maskrcnnpp.inference import NucleiPredictor, describe_device
 from maskrcnnpp.utils.files import write_json
 
@@ -37,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                              + ", ".join(DEFAULT_SETS) + ")")
     parser.add_argument("--out", default=None, help="folder for rows.jsonl and ood_check.json (rows.jsonl must not exist)")
     parser.add_argument("--summarize", default=None, metavar="OUT", help="only print the table of OUT/rows.jsonl")
+    parser.add_argument("--compare", nargs=2, default=None, metavar=("OUT_A", "OUT_B"),
+                        help="only compare two earlier checks of the same images: per-image score differences B - A, "
+                             "their mean and standard error, overall, per set and per set and kind")
     parser.add_argument("--model", default=None, help="a shipped model (default: the default one)")
     parser.add_argument("--config", default=None, help="your own config (with --weights) instead of a shipped model")
     parser.add_argument("--weights", default=None)
@@ -46,8 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_rows(path: str) -> list:
-    """The complete lines of a rows.jsonl."""
+def read_rows(out: str, option: str) -> list:
+    """The complete lines of OUT/rows.jsonl; a UserError naming ``option`` when there is none."""
+    path = os.path.join(out, "rows.jsonl")
+    if not os.path.isfile(path):
+        raise UserError(f"{option} {out}: no rows.jsonl there")
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.endswith("\n")]
 
@@ -57,12 +66,13 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.summarize:
-        rows_path = os.path.join(args.summarize, "rows.jsonl")
-        if not os.path.isfile(rows_path):
-            raise UserError(f"--summarize {args.summarize}: no rows.jsonl there")
-        summary = summarize_check(read_rows(rows_path))
+        summary = summarize_check(read_rows(args.summarize, "--summarize"))
         print(check_markdown(summary))
         return summary
+    if args.compare:
+        comparison = compare_rows(*(read_rows(out, "--compare") for out in args.compare))
+        print(compare_markdown(comparison))
+        return comparison
     if not args.out:
         raise UserError("give where to write the rows and the table: --out FOLDER")
     if args.sets:

@@ -25,15 +25,17 @@ import numpy as np
 
 from ..data.groups import acquisition_groups, image_stats
 from ..errors import UserError
-from ..evaluation import gt_label_image, score_image, summarize_images
+from ..evaluation import gt_label_image, score_image
 from ..evaluation.coco_results import coco_records
 from ..inference import NucleiPredictor, read_image
 from ..utils.files import read_json
 
-__all__ = ["DEFAULT_SETS", "FAIL_SCORE", "METRICS", "CheckSet", "check_markdown", "parse_check_set", "run_check", "summarize_check"]
+__all__ = ["DEFAULT_SETS", "FAIL_SCORE", "METRICS", "CheckSet", "check_markdown", "compare_markdown", "compare_rows",
+           "parse_check_set", "run_check", "summarize_check"]
 
 METRICS = ("score", "iou", "dice", "aji", "pq")
 FAIL_SCORE = 0.3  # an image scoring below this is a failure the trust flags should have named
+INTERNAL_PREFIX = "dsb"  # sets named so are DSB 2018 splits; the others are external (docs/DATA.md)
 # The check sets of docs/DATA.md, where its commands prepare them: the DSB 2018 internal test split
 # and the external test sets (never trained on).
 DEFAULT_SETS = ("dsb2018=datasets/dsb2018:test", "monuseg=datasets/ext_monuseg_test:test",
@@ -113,8 +115,7 @@ def run_check(predictor: NucleiPredictor, sets: Sequence[CheckSet], limit: Optio
 
 
 def _mean(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
-    summary = summarize_images(rows)
-    return {"images": len(rows), **{m: float(summary[m]) for m in METRICS},
+    return {"images": len(rows), **{m: float(np.mean([float(r[m]) for r in rows])) for m in METRICS},
             "nuclei": int(sum(r["nuclei"] for r in rows)), "gt_nuclei": int(sum(r["gt_nuclei"] for r in rows))}
 
 
@@ -126,7 +127,8 @@ def _by(rows: Sequence[Mapping[str, Any]], key) -> Dict[str, Dict[str, Any]]:
 
 
 def summarize_check(rows: Sequence[Mapping[str, Any]], fail_score: float = FAIL_SCORE) -> Dict[str, Any]:
-    """``{"overall", "by_set", "by_kind", "by_set_kind", "by_group", "flags"}`` of :func:`run_check`'s rows.
+    """``{"overall", "external", "by_set", "by_kind", "by_set_kind", "by_group", "flags"}`` of
+    :func:`run_check`'s rows; ``external``: the images of every set not named ``dsb...`` (None without).
 
     Each entry holds ``images``, the mean of each of :data:`METRICS` over its images, and the nuclei
     found and true. ``flags``: ``flagged``, ``failed`` (score < ``fail_score``), ``flagged_failed``,
@@ -136,8 +138,10 @@ def summarize_check(rows: Sequence[Mapping[str, Any]], fail_score: float = FAIL_
     flagged = [bool(r["flags"]) for r in rows]
     failed = [r["score"] < fail_score for r in rows]
     both = sum(f and x for f, x in zip(flagged, failed))
+    external = [r for r in rows if not str(r["set"]).startswith(INTERNAL_PREFIX)]
     return {
         "overall": _mean(rows),
+        "external": _mean(external) if external else None,
         "by_set": _by(rows, lambda r: r["set"]),
         "by_kind": _by(rows, lambda r: r["image_kind"]),
         "by_set_kind": _by(rows, lambda r: f"{r['set']} / {r['image_kind']}"),
@@ -158,7 +162,10 @@ def _table(title: str, entries: Mapping[str, Mapping[str, Any]]) -> List[str]:
 
 def check_markdown(summary: Mapping[str, Any]) -> str:
     """The check as Markdown: overall, per set, per set and kind, per kind, per set and group, then the flags."""
-    lines = _table("set", {"all images": summary["overall"], **summary["by_set"]})
+    top = {"all images": summary["overall"]}
+    if summary.get("external"):
+        top["external sets"] = summary["external"]
+    lines = _table("set", {**top, **summary["by_set"]})
     lines += [""] + _table("set / image kind", summary["by_set_kind"])
     lines += [""] + _table("image kind (all sets)", summary["by_kind"])
     lines += [""] + _table("set / acquisition group", summary["by_group"])
@@ -169,4 +176,42 @@ def check_markdown(summary: Mapping[str, Any]) -> str:
 
     lines += ["", f"Trust flags: {f['flagged']} image(s) flagged, {f['failed']} scored below {f['fail_score']:g}; "
                   f"{f['flagged_failed']} both (precision {share(f['precision'])}, recall {share(f['recall'])})."]
+    return "\n".join(lines)
+
+
+def _paired(diffs: Sequence[float]) -> Dict[str, Any]:
+    d = np.asarray(diffs, dtype=np.float64)
+    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else None
+    return {"images": int(d.size), "mean_diff": float(d.mean()), "se": se,
+            "better": int((d > 0).sum()), "worse": int((d < 0).sum())}
+
+
+def compare_rows(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]],
+                 metric: str = "score") -> Dict[str, Dict[str, Any]]:
+    """Paired per-image differences ``b - a`` of ``metric`` between two checks of the same images:
+    ``{"all images" | set | "set / kind": {"images", "mean_diff", "se" (standard error of the mean
+    difference), "better", "worse"}}``. Images are matched by (set, image_id); UserError when the two
+    checks did not score the same images."""
+    a = {(r["set"], r["image_id"]): r for r in rows_a}
+    b = {(r["set"], r["image_id"]): r for r in rows_b}
+    if set(a) != set(b):
+        raise UserError(f"the two checks scored different images ({len(set(a) ^ set(b))} not in both): compare "
+                        "checks of the same sets")
+    keys = sorted(a, key=lambda k: (str(k[0]), str(k[1])))
+    groups: Dict[str, List[float]] = {"all images": []}
+    for key in keys:
+        diff = float(b[key][metric]) - float(a[key][metric])
+        groups["all images"].append(diff)
+        groups.setdefault(str(key[0]), []).append(diff)
+        groups.setdefault(f"{key[0]} / {a[key]['image_kind']}", []).append(diff)
+    return {name: _paired(diffs) for name, diffs in groups.items()}
+
+
+def compare_markdown(comparison: Mapping[str, Mapping[str, Any]], metric: str = "score") -> str:
+    """:func:`compare_rows` as a Markdown table."""
+    lines = [f"| images compared | n | mean {metric} difference (second - first) | standard error | better / worse |",
+             "|---|---|---|---|---|"]
+    for name, c in comparison.items():
+        se = "-" if c["se"] is None else f"{c['se']:.3f}"
+        lines.append(f"| {name} | {c['images']} | {c['mean_diff']:+.3f} | {se} | {c['better']} / {c['worse']} |")
     return "\n".join(lines)
