@@ -199,6 +199,25 @@ def model_zoo_table(zoo_file: Optional[Path] = None) -> str:
     return "\n".join(lines)
 
 
+def _ood_markdown(ood: Dict[str, Any]) -> List[str]:
+    """The card's out-of-distribution check: one table of sets, kinds and groups, and the trust flags."""
+    lines = ["", f"Out-of-distribution check ({ood.get('date', '?')}; `{ood.get('command', 'tools/ood_check.py')}`; "
+                 "as tools/predict.py predicts with no options; external sets never trained on, docs/DATA.md):", "",
+             "| images | n | score | IoU | Dice | AJI | PQ | nuclei found / true |", "|---|---|---|---|---|---|---|---|"]
+    rows = [("all images", ood["overall"])] + ([("external sets", ood["external"])] if ood.get("external") else [])
+    rows += [(f"set {k}", v) for k, v in ood["by_set"].items()] + [(f"kind {k}", v) for k, v in ood["by_kind"].items()]
+    rows += [(f"group {k}", v) for k, v in ood["by_group"].items()]
+    lines += [f"| {name} | {v['images']} | {v['score']:.3f} | {v['iou']:.3f} | {v['dice']:.3f} | {v['aji']:.3f} | "
+              f"{v['pq']:.3f} | {v['nuclei']:,} / {v['gt_nuclei']:,} |" for name, v in rows]
+    f = ood.get("flags")
+    if f:
+        share = {k: "-" if f.get(k) is None else f"{f[k]:.2f}" for k in ("precision", "recall")}
+        lines += ["", f"Trust flags (tools/predict.py warnings): {f['flagged']} image(s) flagged, {f['failed']} scored "
+                      f"below {f['fail_score']:g}, {f['flagged_failed']} both (precision {share['precision']}, "
+                      f"recall {share['recall']})."]
+    return lines
+
+
 def _card_markdown(model: ZooModel, default: bool) -> List[str]:
     card = model.card
     test = card.get("test", {})
@@ -244,6 +263,8 @@ def _card_markdown(model: ZooModel, default: bool) -> List[str]:
                   "| kind | images | score | IoU | Dice | AJI | PQ |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {kind} | {v['images']} | {v['score']:.3f} | {v['iou']:.3f} | {v['dice']:.3f} | {v['aji']:.3f} "
                   f"| {v['pq']:.3f} |" for kind, v in by_type.items()]
+    if card.get("ood_check"):
+        lines += _ood_markdown(card["ood_check"])
     if "subset" in card:
         lines += ["", f"Fixed subset checked in CI ({len(card['subset']['image_ids'])} test images: "
                       f"{', '.join(map(str, card['subset']['image_ids']))}): score {card['subset']['score']:.4f}."]

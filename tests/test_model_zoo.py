@@ -154,3 +154,26 @@ def test_visualize_draws_a_shipped_models_prediction(zoo, tmp_path):
     assert [Path(p).name for p in written] == ["a_overlay.png"]
     with Image.open(written[0]) as grid:
         assert grid.width >= 2 * 48  # image and prediction side by side
+
+
+def test_the_out_of_distribution_check_goes_into_the_card_and_its_page(zoo, tmp_path):
+    from maskrcnnpp.experiment.ood_check import summarize_check
+    from maskrcnnpp.experiment.zoo_export import store_ood_check
+    from maskrcnnpp.utils.files import write_json
+
+    def row(set_name, image_id, kind, score, flags=()):
+        return {"set": set_name, "image_id": image_id, "image_kind": kind, "group": f"{kind}-8x8", "score": score,
+                "iou": score, "dice": score, "aji": score, "pq": score, "nuclei": 2, "gt_nuclei": 3, "flags": list(flags)}
+
+    summary = summarize_check([row("dsb2018", 1, "fluorescence", 0.6), row("ext", 1, "stained tissue", 0.1, ["weak"])])
+    write_json(str(tmp_path / "check" / "ood_check.json"), summary)
+    stored = store_ood_check("tiny_test", str(tmp_path / "check"), "python tools/ood_check.py --out X", "2026-12-06")
+    assert model_zoo.get().card["ood_check"] == stored and stored["external"]["score"] == 0.1
+    page = model_zoo.model_zoo_markdown()
+    assert "Out-of-distribution check (2026-12-06; `python tools/ood_check.py --out X`;" in page
+    assert "| all images | 2 | 0.350 | 0.350 | 0.350 | 0.350 | 0.350 | 4 / 6 |" in page
+    assert "| external sets | 1 | 0.100 |" in page and "| set ext | 1 | 0.100 |" in page
+    assert "| kind stained tissue | 1 | 0.100 |" in page and "| group ext / stained tissue-8x8 | 1 | 0.100 |" in page
+    assert "1 image(s) flagged, 1 scored below 0.3, 1 both (precision 1.00, recall 1.00)." in page
+    with pytest.raises(UserError, match="out-of-distribution check"):
+        store_ood_check("tiny_test", str(tmp_path / "nowhere"), "c", "d")

@@ -6,6 +6,9 @@
     python tools/model_zoo.py cards                     # docs/MODEL_ZOO.md from the models' cards
     python tools/model_zoo.py diameter --name nuclei_maskrcnnpp_r18 --gt DSB/annotations/train.json [--default-diameter auto]
                                                         # the model's nominal nucleus diameter and range, into its card
+    python tools/model_zoo.py ood --name nuclei_maskrcnnpp_r18 --check runs/ood_check/shipped \
+        --command "python tools/ood_check.py --out runs/ood_check/shipped" --date 2026-12-06
+                                                        # its out-of-distribution check (tools/ood_check.py), into its card
     python tools/model_zoo.py export --run runs/zoo/r18_4000/maskrcnnpp_tiny --name nuclei_maskrcnnpp_r18 \\
         --config nuclei_maskrcnnpp_r18 --summary "..." [--cpu-seconds 0.9] [--card notes.json] [--default]
 
@@ -23,7 +26,7 @@ import os
 import maskrcnnpp  # noqa: F401  (compat measures before detectron2 imports)
 from maskrcnnpp import model_zoo
 from maskrcnnpp.cli import UserError, exit_on_user_error
-from maskrcnnpp.experiment.zoo_export import TEST_TIME_KEYS, export_run, store_nominal_diameter
+from maskrcnnpp.experiment.zoo_export import TEST_TIME_KEYS, export_run, store_nominal_diameter, store_ood_check
 from maskrcnnpp.utils.files import atomic_path, read_json
 
 
@@ -40,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--gt", required=True, help="COCO json of the model's training split (annotations with 'area')")
     d.add_argument("--default-diameter", choices=["auto", "none"], default=None,
                    help="also store the diameter the model predicts with when none is given (default: keep the card's)")
+    o = sub.add_parser("ood", help="store a model's out-of-distribution check (tools/ood_check.py --out) in its card")
+    o.add_argument("--name", required=True, help="the shipped model the check was made with")
+    o.add_argument("--check", required=True, metavar="OUT", help="the --out folder of tools/ood_check.py")
+    o.add_argument("--command", dest="command_line", required=True, help="the tools/ood_check.py command that made it, for the card")
+    o.add_argument("--date", required=True, help="when it was made, e.g. 2026-12-06")
     e = sub.add_parser("export", help="add a trained checkpoint to the zoo (fp16)")
     e.add_argument("--run", required=True, help="a finished tools/experiment.py run folder (OUT/<model>)")
     e.add_argument("--name", required=True, help="the model's name, e.g. nuclei_maskrcnnpp_r18")
@@ -89,6 +97,10 @@ def main(argv=None) -> int:
         print(f"wrote {os.path.abspath(args.out)}")
     elif args.command == "diameter":
         store_diameter(args)
+    elif args.command == "ood":
+        stored = store_ood_check(args.name, args.check, args.command_line, args.date)
+        print(f"{args.name}: out-of-distribution check stored ({stored['overall']['images']} images, score "
+              f"{stored['overall']['score']:.3f}); wrote {model_zoo.ZOO_FILE}")
     else:
         export(args)
     return 0

@@ -181,3 +181,20 @@ def store_nominal_diameter(name: str, gt_path: str, default_diameter: Optional[s
     model_zoo.register(model_zoo.ZooModel(model.name, model.config, model.weights, model.sha256, model.summary, card),
                        default=model_zoo.default_model() == model.name)
     return found
+
+
+def store_ood_check(name: str, check_dir: str, command: str, date: str) -> Dict[str, Any]:
+    """Store the out-of-distribution check in ``check_dir`` (``tools/ood_check.py --out``, made with zoo
+    model ``name``) in its card: overall, external sets, per set, per kind, per set and group and the trust
+    flags, with the ``command`` that made it and its ``date``; returns what was stored."""
+    summary = read_json(os.path.join(check_dir, "ood_check.json"), "out-of-distribution check", UserError)
+    try:
+        stored = {key: summary[key] for key in ("overall", "external", "by_set", "by_kind", "by_group", "flags")}
+    except KeyError as e:
+        raise UserError(f"{check_dir}/ood_check.json: not written by tools/ood_check.py (no {e})") from None
+    stored.update(command=command, date=date, sets=summary.get("sets", {}))
+    model = model_zoo.get(name)
+    card = dict(model.card, ood_check=stored)
+    model_zoo.register(model_zoo.ZooModel(model.name, model.config, model.weights, model.sha256, model.summary, card),
+                       default=model_zoo.default_model() == model.name)
+    return stored
