@@ -33,7 +33,7 @@ from maskrcnnpp.config import setup_cfg  # noqa: E402
 from maskrcnnpp.config import offline_variant  # noqa: E402
 from maskrcnnpp.engine.console import keep_long_records_in_the_log_file  # noqa: E402
 from maskrcnnpp.engine.trainer import check_datasets  # noqa: E402
-from maskrcnnpp.inference.predictor import describe_config, load_weights as load_model_weights  # noqa: E402
+from maskrcnnpp.inference.weights import describe_config, load_weights as load_model_weights  # noqa: E402
 
 
 def build_parser():

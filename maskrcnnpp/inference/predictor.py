@@ -14,24 +14,25 @@ models as in their evaluation; masks come back at the original size), plus what 
   keep the scale the model was trained at; with a diameter, tile size and overlap count pixels of
   the *rescaled* image (what the model sees: memory is bounded and nuclei there have the nominal
   size, so the default overlap fits whatever the diameter);
-* optional test-time augmentation: Detectron2's ``GeneralizedRCNNWithTTA`` for the Mask R-CNN
+* optional test-time augmentation (:mod:`.tta`): Detectron2's ``GeneralizedRCNNWithTTA`` for the Mask R-CNN
   models (original + horizontal flip at the test scale; boxes merged by NMS, masks averaged) and,
   for ``SemanticUNet`` models, the foreground (and boundary) probabilities of the original and its
   horizontal, vertical and double flips averaged before the watershed post-processing;
 * the result is a non-overlapping label image with one score per nucleus
   (:class:`maskrcnnpp.inference.instances.NucleiPrediction`), instances below
   ``TEST.NUCLEI.SCORE_THRESH`` (or ``score_thresh``) dropped.
+
+The predictor composes modules of one job each: :mod:`.weights` (loading a checkpoint, the config
+and device lines), :mod:`.passes` (one pass at a scale, whole or tiled; the passes of diameter
+"auto"), :mod:`.tta` (test-time augmentation) and :mod:`.trust` (when not to trust a result).
 """
 from __future__ import annotations
 
-import logging
-import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
@@ -40,110 +41,21 @@ from ..config import setup_cfg
 from ..errors import UserError, check_probability
 from ..modeling.semantic import is_semantic
 from ..model_zoo import get as get_zoo_model
-from ..model_zoo import resolve_weights, weights_path
+from ..model_zoo import weights_path
 from ..modeling.meta_arch import NucleiRCNN
 from .image_io import RESCALE_MODES, intensity_image, to_uint8_rgb
-from .scale import (AUTO, Diameter, auto_scale, check_diameter, check_diameter_range, config_diameter, diameter_scale,
-                    estimate_diameter, needs_second_pass)
+from .scale import AUTO, Diameter, check_diameter, check_diameter_range, config_diameter, diameter_scale
 from .instances import (
     CroppedInstance, NucleiPrediction, crops_from_instances, crops_from_unpasted_instances, paint_labels,
 )
-from .tiling import predict_tiled
+from .passes import auto_instances, instances_at
 from .trust import TrustSettings, assess_image
+from .tta import build_rcnn_tta, rcnn_tta_instances, semantic_flip_instances
+from .weights import _ReportingCheckpointer, describe_config, describe_device, load_weights  # noqa: F401  (re-exported)
 from .writers import nuclei_table
 
-logger = logging.getLogger(__name__)
 _PREDICTOR_DIAMETER = object()  # predict(): the predictor's own diameter
 CONFIG_DIAMETER = object()  # NucleiPredictor(): the config's TEST.NUCLEI.DIAMETER
-
-def describe_device(device: str) -> str:
-    """One line saying which device runs the model, e.g. ``cuda:0 (NVIDIA H100, 79.2 GiB)``."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(index)
-        return f"cuda:{index} ({props.name}, {props.total_memory / 2**30:.1f} GiB, torch {torch.__version__})"
-    return f"{dev.type} ({torch.get_num_threads()} threads, torch {torch.__version__}; no GPU used)"
-
-
-class _ReportingCheckpointer(DetectionCheckpointer):
-    """A DetectionCheckpointer that keeps what ``_load_model`` found (missing, unexpected and
-    mis-shaped keys) for :func:`load_weights` to judge, instead of logging fvcore's long key lists."""
-
-    incompatible = None
-
-    def _load_model(self, checkpoint):
-        self.incompatible = super()._load_model(checkpoint)
-        return self.incompatible
-
-    def _log_incompatible_keys(self, incompatible) -> None:
-        pass  # load_weights reports them in one line (an error or a warning)
-
-
-def _examples(names: Sequence[str], count: int = 3) -> str:
-    return ", ".join(names[:count]) + (", ..." if len(names) > count else "")
-
-
-def describe_config(cfg: CfgNode, config_name: Optional[str] = None) -> str:
-    """``config_name`` (when known) and the architecture it builds, e.g. ``config maskrcnn_tiny (NucleiRCNN,
-    build_resnet_fpn_backbone)``, for messages about weights that do not fit it."""
-    arch = f"{cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}"
-    return f"config {config_name} ({arch})" if config_name else f"the config ({arch})"
-
-
-def load_weights(model: torch.nn.Module, weights: str, config: str = "the config") -> None:
-    """Load ``weights`` (a local checkpoint or a URL Detectron2 can fetch) into ``model``, built from
-    ``config`` (its description in messages, e.g. from :func:`describe_config`).
-
-    Raises :class:`UserError` when no weights are given, the file does not exist or cannot be read,
-    or it leaves any of the model's weights (parameters and persistent buffers such as BatchNorm
-    statistics) unloaded -- missing, or of another shape: fvcore only warns, and the model would
-    predict with random weights. Checkpoint entries the model does not use (e.g. the deep-supervision
-    heads of a training config) are only logged: the model itself is complete.
-    """
-    if not weights:
-        raise UserError(
-            "no model weights: set MODEL.WEIGHTS or give a weights file (e.g. OUTPUT_DIR/model_final.pth or "
-            "model_best.pth, written by training)"
-        )
-    weights = resolve_weights(weights)
-    if "://" not in weights and not os.path.isfile(weights):
-        raise UserError(f"weights file {weights} does not exist")
-    checkpointer = _ReportingCheckpointer(model)
-    try:
-        checkpointer.load(weights)
-    except Exception as e:  # noqa: BLE001  (IO/pickle/download errors come in many types)
-        raise UserError(f"cannot load weights {weights}: {type(e).__name__}: {e}") from None
-    incompatible = checkpointer.incompatible
-    if incompatible is None:
-        return
-    state = model.state_dict(keep_vars=True)
-    # A tensor registered under two names is loaded when either name is in the checkpoint.
-    aliases: Dict[int, List[str]] = {}
-    for name, tensor in state.items():
-        aliases.setdefault(id(tensor), []).append(name)
-    # fvcore drops mis-shaped entries before loading, so they come back as missing too: count them once.
-    mis_shaped = {k: f"{k} (checkpoint {list(ck)}, model {list(md)})" for k, ck, md in incompatible.incorrect_shapes}
-    missing_set = set(incompatible.missing_keys)
-    missing = [k for k in incompatible.missing_keys if k in state and k not in mis_shaped
-               and all(a in missing_set for a in aliases[id(state[k])])]
-    # BatchNorm's num_batches_tracked is never missing (torch fills it in when a checkpoint lacks it)
-    # and is a step counter, not a weight: it is left out of the count.
-    not_loaded = list(mis_shaped.values()) + missing
-    if not_loaded:
-        total = sum(1 for k in state if not k.endswith("num_batches_tracked"))
-        saved_cfg = os.path.join(os.path.dirname(weights), "config.yaml") if "://" not in weights else ""
-        hint = (f"; {saved_cfg} (saved by tools/train_net.py next to it) is the config it was trained with"
-                if saved_cfg and os.path.isfile(saved_cfg) else "; pass the config the checkpoint was trained with")
-        what = " or have another shape" if mis_shaped else ""
-        raise UserError(
-            f"weights {weights} do not fit {config}: {len(not_loaded)} of the model's {total} weights are "
-            f"not in the checkpoint{what} (e.g. {_examples(not_loaded)}){hint}"
-        )
-    if incompatible.unexpected_keys:
-        logger.warning("weights %s: %d checkpoint entries are not used by %s (e.g. %s); "
-                       "the model's own weights are all loaded", weights, len(incompatible.unexpected_keys), config,
-                       _examples(list(incompatible.unexpected_keys)))
 
 
 class NucleiPredictor:
@@ -210,9 +122,7 @@ class NucleiPredictor:
         self.tta = tta
         self._rcnn_tta = None
         if tta and not self.is_semantic:
-            from detectron2.modeling import GeneralizedRCNNWithTTA
-
-            self._rcnn_tta = GeneralizedRCNNWithTTA(self.cfg, self.model)
+            self._rcnn_tta = build_rcnn_tta(self.cfg, self.model)
 
     @classmethod
     def from_config(
@@ -293,7 +203,7 @@ class NucleiPredictor:
             height, width = rgb8s[i].shape[:2]
             first = (instances, {"tiles": 1}, self.test_scale(height, width))
             if diameter == AUTO:
-                instances, stats, info = self._auto_instances(rgb8s[i], tile_size, tile_overlap, progress, batch_size,
+                instances, stats, info = auto_instances(self, rgb8s[i], tile_size, tile_overlap, progress, batch_size,
                                                               first)
             else:
                 stats, info = first[1], {"scale": first[2], "diameter": None, "diameter_source": "none"}
@@ -311,13 +221,13 @@ class NucleiPredictor:
         """:meth:`predict` of one 8-bit RGB image with a resolved ``diameter``."""
         height, width = rgb8.shape[:2]
         if diameter is None:
-            instances, stats, scale = self._instances_at(rgb8, None, tile_size, tile_overlap, progress, batch_size)
+            instances, stats, scale = instances_at(self, rgb8, None, tile_size, tile_overlap, progress, batch_size)
             info = {"scale": scale, "diameter": None, "diameter_source": "none"}
         elif diameter == AUTO:
-            instances, stats, info = self._auto_instances(rgb8, tile_size, tile_overlap, progress, batch_size)
+            instances, stats, info = auto_instances(self, rgb8, tile_size, tile_overlap, progress, batch_size)
         else:
             scale = diameter_scale(diameter, self.nominal_diameter)
-            instances, stats, _ = self._instances_at(rgb8, scale, tile_size, tile_overlap, progress, batch_size)
+            instances, stats, _ = instances_at(self, rgb8, scale, tile_size, tile_overlap, progress, batch_size)
             info = {"scale": scale, "diameter": float(diameter), "diameter_source": "given"}
         prediction = paint_labels(instances, (height, width))
         prediction.info.update(stats)
@@ -384,9 +294,9 @@ class NucleiPredictor:
             scale = self.test_scale(height, width)
         model_image = self._model_image(rgb8)
         if self._rcnn_tta is not None:
-            instances = self._rcnn_tta_instances(model_image, scale)
+            instances = rcnn_tta_instances(self._rcnn_tta, model_image, scale)
         elif self.is_semantic and self.tta:
-            instances = self._semantic_flip_instances(model_image, scale)
+            instances = semantic_flip_instances(self.model, self._model_input, model_image, scale)
         else:
             instances = self.model([self._model_input(model_image, scale)])[0]["instances"]
         return crops_from_instances(instances, self.score_thresh, self.mask_thresh)
@@ -401,59 +311,6 @@ class NucleiPredictor:
             diameter_scale(1.0, self.nominal_diameter)  # a UserError now when the nominal diameter is unknown
         return diameter
 
-    def _instances_at(self, rgb8: np.ndarray, scale: Optional[float], tile_size: int, tile_overlap: int,
-                      progress: bool, batch_size: int = 1) -> Tuple[List[CroppedInstance], Dict[str, int], float]:
-        """Instances of ``rgb8`` resized by ``scale`` (None: the test resize), tiled when larger than
-        ``tile_size`` (``batch_size`` tiles per pass); also the merge counts and the factor used (of
-        the tiles, when tiled)."""
-        height, width = rgb8.shape[:2]
-        if scale is None:
-            if tile_size and max(height, width) > tile_size:
-                scale = self.test_scale(min(tile_size, height), min(tile_size, width))
-                tile, overlap = tile_size, tile_overlap
-            else:
-                return self.predict_instances(rgb8), {"tiles": 1}, self.test_scale(height, width)
-        else:  # tile size and overlap are pixels of the rescaled image: back to original pixels
-            tile = max(1, int(round(tile_size / scale))) if tile_size else 0
-            overlap = min(int(round(tile_overlap / scale)), tile - 1)
-            if not tile or max(height, width) <= tile:
-                return self.predict_instances(rgb8, scale), {"tiles": 1}, scale
-        instances, stats = predict_tiled(
-            rgb8, lambda tiles: self.predict_instances_batch(tiles, scale, batch_size), tile, overlap,
-            progress=progress, batch_size=batch_size,
-        )
-        return instances, stats, scale
-
-    def _auto_instances(self, rgb8: np.ndarray, tile_size: int, tile_overlap: int, progress: bool,
-                        batch_size: int = 1, first_pass: Optional[Tuple[List[CroppedInstance], Dict[str, int], float]] = None):
-        """Diameter "auto" (module doc of :mod:`.scale`): instances, merge counts and the scale info;
-        ``first_pass`` is the default resize's :meth:`_instances_at` when already made."""
-        first, stats, first_scale = first_pass or self._instances_at(rgb8, None, tile_size, tile_overlap, progress,
-                                                                     batch_size)
-        diameter = estimate_diameter(first)
-        kept = "auto: first pass kept"
-        look = default_scale = first_scale
-        while diameter is None and look < 1.0:
-            # a large field shrunk by the test resize may show its nuclei too small to be found: look again at
-            # twice the factor, up to the image's own pixels (no nucleus there is no nucleus at all)
-            look = min(1.0, 2 * look)
-            first, stats, _ = self._instances_at(rgb8, look, tile_size, tile_overlap, progress, batch_size)
-            diameter = estimate_diameter(first)
-            first_scale, kept = look, f"auto: found at x{look:.3g}"
-        if diameter is None:
-            logger.warning("diameter auto: no nucleus scored %s or more at the default resize (x%.3g)%s, so the "
-                           "nucleus diameter cannot be estimated: the (empty) result is kept; give the diameter in "
-                           "pixels if the image has nuclei", self.score_thresh, default_scale,
-                           "" if first_scale == default_scale else f" nor at larger factors up to x{first_scale:.3g}")
-            return first, stats, {"scale": first_scale, "diameter": None,
-                                  "diameter_source": "auto: no nucleus found, " + (
-                                      "default resize kept" if first_scale == default_scale else f"x{first_scale:.3g} kept")}
-        scale = auto_scale(diameter, first_scale, self.nominal_diameter, self.auto_range)
-        if not needs_second_pass(first_scale, scale, self.auto_tolerance):
-            return first, stats, {"scale": first_scale, "diameter": diameter, "diameter_source": kept}
-        instances, stats, _ = self._instances_at(rgb8, scale, tile_size, tile_overlap, progress, batch_size)
-        return instances, stats, {"scale": scale, "diameter": diameter, "diameter_source": "auto"}
-
     @staticmethod
     def _resized(image: np.ndarray, scale: float) -> np.ndarray:
         height, width = image.shape[:2]
@@ -467,35 +324,3 @@ class NucleiPredictor:
         resized = self._resized(model_image, scale)
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)).astype("float32"))
         return {"image": tensor, "height": height, "width": width}
-
-    def _rcnn_tta_instances(self, model_image: np.ndarray, scale: float):
-        from detectron2.modeling.test_time_augmentation import DatasetMapperTTA
-
-        height, width = model_image.shape[:2]
-        short = max(1, int(round(min(height, width) * scale)))
-        # The wrapper resizes from the original image itself; give it exactly the test scale.
-        self._rcnn_tta.tta_mapper = DatasetMapperTTA(min_sizes=[short], max_size=10 * max(height, width, short), flip=True)
-        tensor = torch.as_tensor(np.ascontiguousarray(model_image.transpose(2, 0, 1)))
-        return self._rcnn_tta([{"image": tensor, "height": height, "width": width}])[0]["instances"]
-
-    def _semantic_flip_instances(self, model_image: np.ndarray, scale: float):
-        from ..utils.postprocess import labels_to_instances, probability_to_instances
-
-        height, width = model_image.shape[:2]
-        flips = [(), (1,), (0,), (0, 1)]  # none, horizontal, vertical, both (axes of [H, W, C])
-        fg_sum, boundary_sum = None, None
-        for axes in flips:
-            flipped = np.flip(model_image, axis=axes) if axes else model_image
-            out = self.model([self._model_input(np.ascontiguousarray(flipped), scale)])[0]
-            dims = [a + 1 for a in axes]  # [1, H, W] outputs
-            fg = out["sem_seg"].detach().to("cpu")
-            fg = torch.flip(fg, dims) if dims else fg
-            fg_sum = fg if fg_sum is None else fg_sum + fg
-            if "boundary" in out:
-                b = out["boundary"].detach().to("cpu")
-                b = torch.flip(b, dims) if dims else b
-                boundary_sum = b if boundary_sum is None else boundary_sum + b
-        fg = (fg_sum / len(flips))[0].numpy()
-        boundary = None if boundary_sum is None else (boundary_sum / len(flips))[0].numpy()
-        labels = probability_to_instances(fg, boundary=boundary, **self.model.postprocess)
-        return labels_to_instances(labels, fg, (height, width))
