@@ -1,5 +1,30 @@
-# Steps shared by the one-command GPU scripts (tools/gpu_table5.sh, tools/gpu_train_zoo.sh); sourced,
-# after the caller has set PY, SITE, DSB, ZIP, DEVICE and STATUS and defined note() and fail().
+# Steps shared by the one-command GPU scripts (tools/gpu_table5.sh, tools/gpu_train_zoo.sh); sourced
+# first; gpu_packages and the steps after it need PY, SITE, DSB, ZIP, DEVICE and gpu_results' STATUS.
+
+# --rehearse (MODE=rehearse), nothing (MODE=gpu) or --help (the script's header, then exit 0).
+gpu_mode() {
+  MODE=gpu
+  case "${1:-}" in
+    "") ;;
+    --rehearse) MODE=rehearse ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument '$1' (give --rehearse or nothing)" >&2; exit 2 ;;
+  esac
+}
+
+# $PY (.venv/bin/python if present, else python3), $RUNS and $RESULTS made absolute, $STATUS opened
+# with a dated line (appended: a rerun keeps the earlier command's account above its own), note() and fail().
+gpu_results() {
+  if [ -z "${PY:-}" ]; then
+    if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+  fi
+  mkdir -p "$RUNS" "$RESULTS" || { echo "error: cannot create $RUNS or $RESULTS" >&2; exit 2; }
+  RUNS=$(cd "$RUNS" && pwd) RESULTS=$(cd "$RESULTS" && pwd)
+  STATUS="$RESULTS/status.txt"
+  echo "----- $(date -u '+%Y-%m-%d %H:%M:%S UTC')" >>"$STATUS" || { echo "error: $RESULTS is not writable" >&2; exit 2; }
+}
+note() { echo "[$(printf '%4d' "$SECONDS") s] $*" | tee -a "$STATUS"; }
+fail() { note "error: $*"; exit 2; }
 
 # Detectron2 and its pure-Python needs from the wheels in .whl/ (into $SITE) when they are not
 # importable: the GPU machine has torch but no Detectron2 (docs/results.md says how .whl/ is made).

@@ -31,13 +31,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-MODE=gpu
-case "${1:-}" in
-  "") ;;
-  --rehearse) MODE=rehearse ;;
-  -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "error: unknown argument '$1' (give --rehearse or nothing)" >&2; exit 2 ;;
-esac
+source tools/gpu_common.sh
+gpu_mode "$@"
 if [ "$MODE" = gpu ]; then
   : "${ITERS:=200}" "${CONFIGS:=maskrcnn_r101_scratch maskrcnnpp_r101_scratch}" "${DEVICE:=cuda}"
   : "${RUNS:=runs/gpu_table5}" "${DEADLINE:=530}" "${REFRESH:=30}"
@@ -47,10 +42,6 @@ else
 fi
 : "${EVALS:=1}" "${SEEDS:=0 1}" "${DSB:=datasets/dsb2018}" "${ZIP:=../shared/data/dsb2018/stage1_train.zip}"
 : "${SITE:=/tmp/maskrcnnpp-site}" "${RESULTS:=${OUT:-$RUNS/results}}"
-if [ -z "${PY:-}" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-source tools/gpu_common.sh
 gpu_check_counts ITERS EVALS DEADLINE REFRESH
 [ -n "${SEEDS// /}" ] || { echo "error: SEEDS is empty" >&2; exit 2; }
 for seed in $SEEDS; do
@@ -59,13 +50,7 @@ done
 NJOBS=$(wc -w <<<"$CONFIGS")
 [ "$NJOBS" -ge 1 ] || { echo "error: CONFIGS is empty" >&2; exit 2; }
 
-mkdir -p "$RUNS" "$RESULTS" || { echo "error: cannot create $RUNS or $RESULTS" >&2; exit 2; }
-RUNS=$(cd "$RUNS" && pwd) RESULTS=$(cd "$RESULTS" && pwd)
-STATUS="$RESULTS/status.txt"
-# appended: a rerun that resumes the runs keeps the earlier command's account above its own
-echo "----- $(date -u '+%Y-%m-%d %H:%M:%S UTC')" >>"$STATUS" || { echo "error: $RESULTS is not writable" >&2; exit 2; }
-note() { echo "[$(printf '%4d' "$SECONDS") s] $*" | tee -a "$STATUS"; }
-fail() { note "error: $*"; exit 2; }
+gpu_results
 note "gpu_table5 $MODE: configs '$CONFIGS', seeds '$SEEDS', $ITERS iterations, $EVALS validation(s), device $DEVICE, deadline ${DEADLINE} s"
 
 # 1.-3. packages, data, preflight (tools/gpu_common.sh)

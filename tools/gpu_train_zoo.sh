@@ -30,13 +30,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-MODE=gpu
-case "${1:-}" in
-  "") ;;
-  --rehearse) MODE=rehearse ;;
-  -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "error: unknown argument '$1' (give --rehearse or nothing)" >&2; exit 2 ;;
-esac
+source tools/gpu_common.sh
+gpu_mode "$@"
 if [ "$MODE" = gpu ]; then
   : "${ITERS:=3000}" "${BATCH:=16}" "${LR:=0.04}" "${CKPT:=250}" "${WORKERS:=8}" "${DEVICE:=cuda}"
   : "${TRAIN_SECONDS:=480}" "${DEADLINE:=570}" "${SPEED_IMAGES:=64}" "${RUNS:=runs/gpu_train_zoo}"
@@ -46,21 +41,12 @@ else
 fi
 : "${CONFIG:=nuclei_maskrcnnpp_r18_ood}" "${FROM:=}" "${DSB:=datasets/dsb2018}"
 : "${ZIP:=../shared/data/dsb2018/stage1_train.zip}" "${SITE:=/tmp/maskrcnnpp-site}" "${RESULTS:=${OUT:-$RUNS/results}}"
-if [ -z "${PY:-}" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-source tools/gpu_common.sh
 gpu_check_counts ITERS BATCH CKPT TRAIN_SECONDS DEADLINE SPEED_IMAGES
 [[ "$WORKERS" =~ ^[0-9]+$ ]] || { echo "error: WORKERS must be a whole number, got '$WORKERS'" >&2; exit 2; }
 [[ "$LR" =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "error: LR must be a positive number, got '$LR'" >&2; exit 2; }
 [ "$TRAIN_SECONDS" -lt "$DEADLINE" ] || { echo "error: TRAIN_SECONDS ($TRAIN_SECONDS) must be below DEADLINE ($DEADLINE)" >&2; exit 2; }
 
-mkdir -p "$RUNS" "$RESULTS" || { echo "error: cannot create $RUNS or $RESULTS" >&2; exit 2; }
-RUNS=$(cd "$RUNS" && pwd) RESULTS=$(cd "$RESULTS" && pwd)
-STATUS="$RESULTS/status.txt"
-echo "----- $(date -u '+%Y-%m-%d %H:%M:%S UTC')" >>"$STATUS" || { echo "error: $RESULTS is not writable" >&2; exit 2; }
-note() { echo "[$(printf '%4d' "$SECONDS") s] $*" | tee -a "$STATUS"; }
-fail() { note "error: $*"; exit 2; }
+gpu_results
 note "gpu_train_zoo $MODE: $CONFIG${FROM:+ from $FROM}, $ITERS iterations at batch $BATCH, lr $LR, device $DEVICE, training stopped at ${TRAIN_SECONDS} s, deadline ${DEADLINE} s"
 
 # 1.-3.
