@@ -4,6 +4,7 @@
     python tools/ood_check.py --out runs/ood_check/shipped                      # the default model, default sets
     python tools/ood_check.py --config runs/x/config.yaml --weights runs/x/model_best.pth --out runs/ood_check/x \\
         --set dsb=datasets/dsb2018:test --set monuseg=datasets/ext_monuseg_test TEST.NUCLEI.DIAMETER "'23'"
+    python tools/ood_check.py --classical --out runs/ood_check/otsu             # the Otsu + watershed baseline
     python tools/ood_check.py --summarize runs/ood_check/shipped                # the table of an earlier run
     python tools/ood_check.py --compare runs/ood_check/shipped runs/ood_check/x   # paired per-image differences
 
@@ -29,6 +30,7 @@ from maskrcnnpp.experiment.ood_check import (
     DEFAULT_SETS, check_markdown, compare_markdown, compare_rows, parse_check_set, run_check, summarize_check,
 )
 from maskrcnnpp.inference import NucleiPredictor, describe_device
+from maskrcnnpp.inference.classical import OtsuWatershed
 from maskrcnnpp.utils.files import write_json
 
 
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="a shipped model (default: the default one)")
     parser.add_argument("--config", default=None, help="your own config (with --weights) instead of a shipped model")
     parser.add_argument("--weights", default=None)
+    parser.add_argument("--classical", action="store_true",
+                        help="score the classical baseline (Otsu threshold + watershed) instead of a model")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each set (a quick look)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
@@ -90,7 +94,11 @@ def main(argv=None) -> dict:
     rows_path = os.path.join(args.out, "rows.jsonl")
     if os.path.exists(rows_path):
         raise UserError(f"--out {args.out}: holds the rows.jsonl of an earlier run; use an empty folder (or --summarize)")
-    if args.config:
+    if args.classical:
+        if args.model or args.config or args.weights:
+            raise UserError("--classical scores Otsu + watershed, not a model: leave out --model, --config and --weights")
+        predictor = OtsuWatershed()
+    elif args.config:
         predictor = NucleiPredictor.from_config(args.config, args.weights, args.opts, device=args.device)
     elif args.weights:
         raise UserError("--weights needs the --config it was trained with")
