@@ -17,10 +17,16 @@ from detectron2.config import get_cfg
 from .errors import UserError
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+AUTO_DEVICE = "auto"  # MODEL.DEVICE: the GPU when there is one, else the CPU
 
 
 def add_maskrcnnpp_config(cfg: CN) -> None:
     """Add the maskrcnnpp keys (with their defaults) to a Detectron2 ``cfg`` in place."""
+    # Device of the model: "auto" (the GPU when torch sees one, else the CPU; setup_cfg resolves it
+    # and the tools' "device:" line says which), or "cpu", "cuda", "cuda:K" as in Detectron2 (whose
+    # default is "cuda"). "cuda" asked for on a machine without a GPU: a warning, then the CPU.
+    cfg.MODEL.DEVICE = AUTO_DEVICE
+
     # ---------------------------------------------------------------- Mask RCNN++ pyramid
     cfg.MODEL.UNETPP_FPN = CN()
     # ResNet stages feeding the pyramid, finest first; must be consecutive (res2..res5 -> p2..p5).
@@ -273,14 +279,35 @@ def add_semantic_config(cfg: CN) -> None:
     sc.TRAIN_CROP = 96
 
 
-def setup_cfg(config: str, opts: Sequence[str] = (), device: Optional[str] = None) -> CN:
-    """Load ``config`` (a path or a bare name in ``configs/``), apply ``opts``; pick the device.
+def resolve_device(device: str, config: str = "the config", explicit: bool = False) -> str:
+    """The torch device MODEL.DEVICE ``device`` runs on here: "auto" is "cuda" when torch sees a GPU,
+    else "cpu" (silently); any other value is kept, except a CUDA device on a machine without one.
 
-    ``device=None`` keeps MODEL.DEVICE unless it asks for CUDA on a machine without it, in which
-    case it falls back to CPU (and says so in the log).
+    Such a request falls back to "cpu" with a warning naming ``config`` when it came from a config
+    file or a ``MODEL.DEVICE`` override, and is a :class:`UserError` when ``explicit`` (a device
+    argument, e.g. ``--device cuda``).
     """
     import torch
 
+    if device == AUTO_DEVICE:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        if explicit:
+            raise UserError(f"device {device!r} (MODEL.DEVICE) was asked for but torch.cuda.is_available() is False on this machine")
+        logging.getLogger(__name__).warning("%s: MODEL.DEVICE %s but no GPU is available: running on the CPU",
+                                            config, device)
+        return "cpu"
+    return device
+
+
+def setup_cfg(config: str, opts: Sequence[str] = (), device: Optional[str] = None) -> CN:
+    """Load ``config`` (a path or a bare name in ``configs/``), apply ``opts``; pick the device.
+
+    ``device`` (None: the config's MODEL.DEVICE) is resolved by :func:`resolve_device`: "auto" (the
+    default of every config) becomes the GPU when there is one, else the CPU; a CUDA device the
+    config or ``opts`` ask for on a machine without one falls back to the CPU with a warning, and
+    one asked for by ``device`` is a :class:`UserError`.
+    """
     try:
         path = resolve_config_path(config)
     except FileNotFoundError as e:
@@ -296,14 +323,8 @@ def setup_cfg(config: str, opts: Sequence[str] = (), device: Optional[str] = Non
                         "see maskrcnnpp/config.py and Detectron2's defaults for the valid keys") from None
     except ValueError as e:
         raise UserError(f"bad override in {list(opts)}: {e}") from None
-    if device is not None:
-        cfg.MODEL.DEVICE = device
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        if device is not None:
-            raise UserError(f"device {device!r} (MODEL.DEVICE) was asked for but torch.cuda.is_available() is False on this machine")
-        logging.getLogger(__name__).warning("%s: MODEL.DEVICE %s but no GPU is available: running on the CPU",
-                                            config, cfg.MODEL.DEVICE)
-        cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DEVICE = resolve_device(cfg.MODEL.DEVICE if device is None else device, config,
+                                      explicit=device is not None)
     cfg.freeze()
     return cfg
 

@@ -84,3 +84,35 @@ def test_baseline_and_plusplus_differ_only_in_the_pyramid():
             node_a, node_b = getattr(node_a, p), getattr(node_b, p)
         setattr(node_b, leaf, getattr(node_a, leaf))
     assert a.dump() == b.dump()
+
+
+def test_device_auto_is_the_default_and_resolves_silently(monkeypatch, caplog):
+    import torch
+
+    from maskrcnnpp.config import resolve_device, setup_cfg
+
+    assert get_maskrcnnpp_cfg().MODEL.DEVICE == "auto"
+    for gpu, device in ((False, "cpu"), (True, "cuda")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+        assert resolve_device("auto") == device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level("WARNING"):
+        assert setup_cfg("nuclei_maskrcnnpp_r18").MODEL.DEVICE == "cpu"
+        assert setup_cfg("maskrcnnpp_tiny", device="cpu").MODEL.DEVICE == "cpu"
+    assert caplog.records == []
+
+
+def test_cuda_asked_for_without_a_gpu_warns_or_is_an_error(monkeypatch, caplog):
+    import torch
+
+    from maskrcnnpp.config import setup_cfg
+    from maskrcnnpp.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level("WARNING"):  # MODEL.DEVICE cuda on the command line or in a config: the CPU, said once
+        assert setup_cfg("maskrcnnpp_tiny", ["MODEL.DEVICE", "cuda"]).MODEL.DEVICE == "cpu"
+    assert [r.getMessage() for r in caplog.records] == [
+        "maskrcnnpp_tiny: MODEL.DEVICE cuda but no GPU is available: running on the CPU"]
+    with pytest.raises(UserError, match=r"^device 'cuda' \(MODEL.DEVICE\) was asked for but torch.cuda.is_available\(\) "
+                                        r"is False on this machine$"):
+        setup_cfg("maskrcnnpp_tiny", device="cuda")  # --device cuda

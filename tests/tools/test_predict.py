@@ -165,6 +165,21 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
     assert "error: device 'cuda' (MODEL.DEVICE) was asked for but torch.cuda.is_available() is False" in err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the device lines of a machine without CUDA")
+def test_the_default_model_runs_on_the_cpu_without_a_device_warning_unless_cuda_is_asked_for(tmp_path):
+    img = tmp_path / "cells.png"
+    Image.fromarray(nuclei_image(disk_labels((64, 64), [(20, 20, 8), (44, 40, 9)]))).save(img)
+    quiet = run_tool("predict.py", ["--input", str(img), "--output", str(tmp_path / "a"), "--formats", "label_png"])
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert quiet.stdout.startswith("device: cpu (") and "shipped model" in quiet.stdout
+    assert "MODEL.DEVICE" not in quiet.stderr and "WARNING maskrcnnpp.config" not in quiet.stderr
+    asked = run_tool("predict.py", ["--input", str(img), "--output", str(tmp_path / "b"), "--formats", "label_png",
+                                    "MODEL.DEVICE", "cuda"])
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    assert ("WARNING maskrcnnpp.config: nuclei_maskrcnnpp_r18: MODEL.DEVICE cuda but no GPU is available: running "
+            "on the CPU") in asked.stderr.splitlines()
+
+
 def test_bad_config_key_unknown_format_and_empty_folder(tmp_path, capsys, weights):
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(img)
