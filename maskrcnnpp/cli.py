@@ -6,12 +6,14 @@ import errno
 import functools
 import sys
 import tempfile
-from typing import Any, Callable, Optional, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from .errors import UserError, check_probability
 
 __all__ = ["DISK_ERRNOS", "UserError", "check_threshold", "disk_error_message", "ensure_output_dir",
-           "exit_on_user_error", "report_disk_error", "add_preparation_options", "run_preparation"]
+           "exit_on_user_error", "report_disk_error", "add_preparation_options", "run_preparation",
+           "ModelChoice", "add_model_options", "choose_model"]
 
 T = TypeVar("T")
 
@@ -99,6 +101,53 @@ def ensure_output_dir(path: str, option: str, create: bool = True) -> str:
 
 # A threshold given on a command line is checked as the library checks its config keys.
 check_threshold = check_probability
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model a command line chose: ``config`` (name or file) with ``weights`` (None: its
+    MODEL.WEIGHTS), ``name`` to use in messages, ``opts`` (a shipped model's card overrides, e.g. its
+    nominal nucleus diameter, to go before the user's) and ``shipped`` (the shipped model's name, or
+    None for one's own config)."""
+
+    config: str
+    weights: Optional[str]
+    name: str
+    opts: Tuple[str, ...] = ()
+    shipped: Optional[str] = None
+
+
+def add_model_options(group, short: bool = True) -> None:
+    """The ``--model`` / ``--config`` / ``--weights`` options of a tool that applies a model, on the
+    argparse ``group`` (or parser); :func:`choose_model` reads them. ``short`` adds -m, -c and -w."""
+    def names(long: str, letter: str):
+        return [long, letter] if short else [long]
+
+    group.add_argument(*names("--model", "-m"), default=None, metavar="NAME",
+                       help="a shipped model (tools/model_zoo.py list); the default shipped model when neither "
+                            "--model nor --config is given")
+    group.add_argument(*names("--config", "-c"), default=None, metavar="NAME_OR_FILE",
+                       help="config file or a bare name in configs/ (your own training; with --weights)")
+    group.add_argument(*names("--weights", "-w"), default=None,
+                       help="checkpoint (.pth/.pkl) of --config; default: the config's MODEL.WEIGHTS")
+
+
+def choose_model(model: Optional[str], config: Optional[str], weights: Optional[str]) -> ModelChoice:
+    """The model of ``--model`` / ``--config`` / ``--weights``: one's own config (and weights), else
+    the shipped model ``model``, the default shipped model when neither is given. A UserError for
+    both kinds at once, ``--weights`` without ``--config``, or an unknown or damaged shipped model."""
+    from . import model_zoo
+
+    if model and (config or weights):
+        raise UserError("give either --model (a shipped model) or --config/--weights (your own), not both")
+    if config:
+        return ModelChoice(config, weights, config)
+    if weights:
+        raise UserError("--weights needs the --config it was trained with")
+    zoo_model = model_zoo.get(model)
+    return ModelChoice(zoo_model.config, model_zoo.weights_path(zoo_model),
+                       f"{zoo_model.config} (shipped model {zoo_model.name})",
+                       tuple(zoo_model.config_overrides()), zoo_model.name)
 
 
 def add_preparation_options(parser, src_help: str) -> None:

@@ -3,6 +3,13 @@
 
     python tools/evaluate.py --gt GT.json --pred coco_instances_results.json [--images DIR] [--out DIR]
 
+A model's predictions, scored (the default shipped model, as tools/predict.py and tools/train_net.py
+--eval-only use it when no model is named):
+
+    python tools/predict.py --input my_images/ --output pred/ --formats coco
+    python tools/evaluate.py --gt my_annotations.json --pred pred/coco_results.json --images my_images/
+    python tools/train_net.py --eval-only      # the same model on the prepared DSB 2018 test split, in one go
+
 Prints one table and writes OUT/summary.json (top-level ``score``, ``iou``, ``dice``, ``aji``,
 ``pq``, ... as fractions in [0, 1], plus the COCO ``segm``/``bbox`` results in percent) and
 OUT/per_image.csv. The nuclei metrics score predictions with score >= ``--score-thresh``
@@ -37,7 +44,8 @@ from maskrcnnpp.evaluation.coco_results import load_coco_gt, load_coco_results  
 
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = get_maskrcnnpp_cfg().TEST.NUCLEI
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gt", required=True, help="COCO ground-truth json (images, annotations with masks, categories)")
     parser.add_argument("--pred", required=True, help="COCO results json, e.g. Detectron2's coco_instances_results.json")
     parser.add_argument("--images", default=None, help="image folder; sizes missing from --gt are read from the files")

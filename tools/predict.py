@@ -47,8 +47,9 @@ from typing import Dict, List, Optional, Tuple
 
 
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
-from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
-from maskrcnnpp import model_zoo  # noqa: E402
+from maskrcnnpp.cli import (  # noqa: E402
+    UserError, add_model_options, check_threshold, choose_model, ensure_output_dir, exit_on_user_error,
+)
 from maskrcnnpp.config import setup_cfg  # noqa: E402
 from maskrcnnpp.model_zoo import model_zoo_table  # noqa: E402
 from maskrcnnpp.inference import ImageReadError, NucleiPredictor, describe_device, outputs, read_image  # noqa: E402
@@ -88,12 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "model's fixed test resize (default: the model's TEST.NUCLEI.DIAMETER: auto for the "
                           "shipped model, none for your own)")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", "-m", default=None, metavar="NAME",
-                       help="a shipped model ('list' prints them); the default model when neither --model nor "
-                            "--config is given")
-    model.add_argument("--config", "-c", default=None, metavar="NAME_OR_FILE",
-                       help="config file or a bare name in configs/ (your own training; with --weights)")
-    model.add_argument("--weights", "-w", default=None, help="checkpoint (.pth/.pkl); default: the config's MODEL.WEIGHTS")
+    add_model_options(model)
     model.add_argument("--tta", action="store_true",
                        help="test-time augmentation (flip; Detectron2's TTA for Mask R-CNN models, h/v flips for U-Nets)")
     model.add_argument("--score-thresh", type=float, default=None,
@@ -227,18 +223,12 @@ def warn_earlier_outputs(output: str, stems: List[str], formats: List[str]) -> N
 
 
 def model_choice(args) -> Tuple[str, Optional[str], str]:
-    """(config, weights, name in messages) of --model / --config --weights; the default shipped model
-    when neither is given (its card's config overrides, e.g. its nominal nucleus diameter, go before
-    ``args.opts``)."""
-    if args.model and (args.config or args.weights):
-        raise UserError("give either --model (a shipped model) or --config/--weights (your own), not both")
-    if args.config:
-        return args.config, args.weights, args.config
-    if args.weights:
-        raise UserError("--weights needs the --config it was trained with")
-    zoo_model = model_zoo.get(args.model)
-    args.opts = [*zoo_model.config_overrides(), *args.opts]  # its nominal nucleus diameter, for --diameter
-    return zoo_model.config, model_zoo.weights_path(zoo_model), f"{zoo_model.config} (shipped model {zoo_model.name})"
+    """(config, weights, name in messages) of --model / --config --weights (:func:`choose_model`: the
+    default shipped model when neither is given); a shipped model's card overrides, e.g. its nominal
+    nucleus diameter, go before ``args.opts``."""
+    choice = choose_model(args.model, args.config, args.weights)
+    args.opts = [*choice.opts, *args.opts]
+    return choice.config, choice.weights, choice.name
 
 
 @exit_on_user_error

@@ -19,7 +19,7 @@ import logging
 import os
 
 import maskrcnnpp  # noqa: F401  (compat measures before detectron2 imports)
-from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error
+from maskrcnnpp.cli import UserError, add_model_options, choose_model, ensure_output_dir, exit_on_user_error
 from maskrcnnpp.experiment.scale_check import RESAMPLED, markdown_table, read_rows, scale_check, summarize_rows
 from maskrcnnpp.inference import NucleiPredictor, describe_device
 from maskrcnnpp.inference.scale import parse_diameter
@@ -34,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gt", default=None, help="COCO ground truth of the test split (e.g. annotations/test.json)")
     parser.add_argument("--images", default=None, help="its image folder (default: images/ beside annotations/)")
     parser.add_argument("--out", default=None, help="folder for rows.jsonl and scale_check.json (rows.jsonl must not exist)")
-    parser.add_argument("--model", default=None, help="a shipped model (default: the default one)")
-    parser.add_argument("--config", default=None, help="your own config (with --weights) instead of a shipped model")
-    parser.add_argument("--weights", default=None)
+    add_model_options(parser, short=False)
     parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 0.5, 2.0], help="resize factors (default: 1 0.5 2)")
     parser.add_argument("--diameters", nargs="+", default=["none", "auto"],
                         help="'none' (fixed test resize), 'auto', pixels at the original size, or 'resampled' "
@@ -75,12 +73,11 @@ def main(argv=None) -> dict:
     rows_path = os.path.join(args.out, "rows.jsonl")
     if os.path.exists(rows_path):
         raise UserError(f"--out {args.out}: holds the rows.jsonl of an earlier run; use an empty folder (or --summarize)")
-    if args.config:
-        predictor = NucleiPredictor.from_config(args.config, args.weights, args.opts, device=args.device)
-    elif args.weights:
-        raise UserError("--weights needs the --config it was trained with")
-    else:
-        predictor = NucleiPredictor.from_zoo(args.model, device=args.device or "cpu", opts=args.opts)
+    choice = choose_model(args.model, args.config, args.weights)
+    # as before the shared model choice: a shipped model runs on the CPU unless --device says otherwise
+    device = args.device or ("cpu" if choice.shipped else None)
+    predictor = NucleiPredictor.from_config(choice.config, choice.weights, [*choice.opts, *args.opts], device=device,
+                                            config_name=choice.name)
     print(f"device: {describe_device(predictor.device)}; nominal diameter {predictor.nominal_diameter} px", flush=True)
     report = scale_check(predictor, gt, images, args.factors, modes, args.limit, rows_path=rows_path, mosaic=args.mosaic)
     report.update(gt=os.path.abspath(args.gt), factors=args.factors, diameters=args.diameters, mosaic=args.mosaic,

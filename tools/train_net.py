@@ -2,24 +2,34 @@
 """Train and evaluate any maskrcnnpp model (Mask R-CNN, Mask RCNN++, U-Net family) on nuclei.
 
     python tools/train_net.py --config maskrcnnpp_r101.yaml                  # train, validate, test
-    python tools/train_net.py --config maskrcnnpp_tiny --num-gpus 0 SOLVER.MAX_ITER 100
+    python tools/train_net.py --config maskrcnnpp_tiny SOLVER.MAX_ITER 100
     python tools/train_net.py --config maskrcnnpp_r101 --eval-only MODEL.WEIGHTS out/model_best.pth
     python tools/train_net.py --config maskrcnnpp_r101 --resume                # continue a run
+    python tools/train_net.py --eval-only                                      # score the default shipped model
     python tools/train_net.py --model nuclei_maskrcnnpp_r18 --eval-only        # score a shipped model
     python tools/train_net.py --config maskrcnnpp_tiny MODEL.WEIGHTS zoo:nuclei_maskrcnnpp_r18  # fine-tune it
+    python tools/train_net.py --config maskrcnnpp_r101 --num-gpus 8 --num-machines 2 --machine-rank $SLURM_NODEID \\
+        --dist-url tcp://$MASTER_ADDR:29500                                  # several machines (docs/CLUSTER.md)
 
 A bare config name is looked up in configs/. Training writes OUTPUT_DIR/{metrics.json, events
-(TensorBoard), model_*.pth, model_best.pth, inference/<dataset>/summary.json}.
+(TensorBoard), model_*.pth, model_best.pth, inference/<dataset>/summary.json}. --eval-only without
+MODEL.WEIGHTS (and without --resume) scores a shipped model: --model's, the one whose config --config
+names, or the default one when neither is given. The device is MODEL.DEVICE, "auto" in every config:
+the GPU when there is one, else the CPU. --num-gpus N starts N processes per machine (one per GPU;
+on a machine without a GPU or with --device cpu, N CPU processes joined by gloo); SOLVER.IMS_PER_BATCH
+is the batch of all processes together.
 """
 from __future__ import annotations
 
 import logging
 import os
+from typing import Optional
 
 
 import maskrcnnpp  # noqa: E402  (applies Detectron2 compat measures before detectron2 imports)
+import torch  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
@@ -28,6 +38,7 @@ from maskrcnnpp import model_zoo, resolve_config_path  # noqa: E402
 from maskrcnnpp.data import setup_datasets  # noqa: E402
 from maskrcnnpp.data.augmentations import build_nuclei_augmentations  # noqa: E402
 from maskrcnnpp.engine import NucleiTrainer  # noqa: E402
+from maskrcnnpp.engine.launch import launch  # noqa: E402
 from maskrcnnpp.cli import UserError, exit_on_user_error  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
 from maskrcnnpp.config import offline_variant  # noqa: E402
@@ -42,19 +53,47 @@ def build_parser():
                         help="config file, or a bare name in configs/ (same as --config-file)")
     parser.add_argument("--model", default=None, metavar="NAME",
                         help="a shipped model (tools/model_zoo.py list): its config, unless --config, and its "
-                             "weights as MODEL.WEIGHTS (same as MODEL.WEIGHTS zoo:NAME)")
+                             "weights as MODEL.WEIGHTS (same as MODEL.WEIGHTS zoo:NAME); --eval-only without "
+                             "--config and MODEL.WEIGHTS scores the default shipped model")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
-                        help="override MODEL.DEVICE (default: the config's, CPU when no GPU is present)")
+                        help="override MODEL.DEVICE (default: the config's, auto: the GPU when there is one, else "
+                             "the CPU)")
     return parser
 
 
-def setup(args):
+def shipped_model_for(config: Optional[str]) -> Optional[model_zoo.ZooModel]:
+    """The shipped model whose config is ``config`` (the default model first); the default shipped
+    model when ``config`` is empty or None; None when no shipped model uses ``config``."""
+    if not config:
+        return model_zoo.get(None)
+    try:
+        path = os.path.realpath(resolve_config_path(config))
+    except FileNotFoundError:
+        return None  # setup_cfg names the available configs
+    default = model_zoo.default_model()
+    models = sorted(model_zoo.list_models(), key=lambda m: m.name != default)
+    return next((m for m in models if os.path.realpath(resolve_config_path(m.config)) == path), None)
+
+
+def settle_model(args) -> None:
+    """Settle ``args.config_file`` and, for a shipped model, MODEL.WEIGHTS in ``args.opts``: --model's
+    config (unless --config) and weights; --eval-only without MODEL.WEIGHTS and --resume: the shipped
+    model of --config, or the default one without --config (one line says which is scored)."""
+    zoo_model = None
     if args.model:
         zoo_model = model_zoo.get(args.model)
+    elif args.eval_only and not args.resume and "MODEL.WEIGHTS" not in list(args.opts)[::2]:
+        zoo_model = shipped_model_for(args.config_file)
+        if zoo_model is not None:
+            print(f"--eval-only without MODEL.WEIGHTS: scoring the shipped model {zoo_model.name}", flush=True)
+    if zoo_model is not None:
         args.config_file = args.config_file or zoo_model.config
         args.opts = ["MODEL.WEIGHTS", model_zoo.ZOO_PREFIX + zoo_model.name] + list(args.opts)
     if not args.config_file:
         raise UserError("give a config: --config NAME_OR_FILE (e.g. --config maskrcnnpp_r101.yaml) or --model NAME")
+
+
+def setup(args):
     cfg = setup_cfg(args.config_file, args.opts, device=args.device)
     if cfg.MODEL.WEIGHTS.startswith(model_zoo.ZOO_PREFIX):  # a shipped model's file, its SHA-256 checked
         cfg.defrost()
@@ -170,12 +209,18 @@ def main(args):
 @exit_on_user_error
 def cli(argv=None):
     args = build_parser().parse_args(argv)
-    if args.device == "cpu" and args.num_gpus > 1:
-        raise UserError(f"--num-gpus {args.num_gpus} with --device cpu: multi-process training needs CUDA; use --num-gpus 1")
+    if args.num_gpus < 0 or args.num_machines < 1 or not 0 <= args.machine_rank < args.num_machines:
+        raise UserError(f"--num-gpus {args.num_gpus}, --num-machines {args.num_machines}, --machine-rank "
+                        f"{args.machine_rank}: need --num-gpus >= 0, --num-machines >= 1 and 0 <= --machine-rank "
+                        "< --num-machines")
     args.num_gpus = max(args.num_gpus, 1)
     logging.getLogger("maskrcnnpp").setLevel(logging.INFO)
+    settle_model(args)
+    cpu = args.device == "cpu" or not torch.cuda.is_available()
+    if args.num_gpus * args.num_machines > 1:
+        setup(args)  # every mistake is one line here, before processes start (each sets up again)
     return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                  dist_url=args.dist_url, args=(args,))
+                  dist_url=args.dist_url, args=(args,), cpu=cpu)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@
     python tools/visualize.py --results out/inference/dsb2018_test/coco_instances_results.json \\
         --dataset dsb2018_test --mode contour --output vis/
     python tools/visualize.py --config maskrcnnpp_r101 --weights model_best.pth --images my_folder/ --output vis/
-    python tools/visualize.py --model nuclei_maskrcnnpp_r18 --images my_folder/ --output vis/   # a shipped model
+    python tools/visualize.py --images my_folder/ --output vis/          # the default shipped model
+    python tools/visualize.py --model none --dataset dsb2018_val --output vis/   # the ground truth alone
 
-Predictions come from a model (--model, or --config + --weights) or a COCO results file (--results; image ids
+Predictions come from a model (--model, or --config + --weights; the default shipped model, as in
+tools/predict.py, when none of --model, --config and --results is given) or a COCO results file (--results; image ids
 are matched to the dataset's image ids, or else to file stems as tools/predict.py writes them; a
 file matching none of the images drawn is an error). Images come from a registered dataset split (--dataset, which also gives the
-ground truth) or from files (--images FILE_OR_FOLDER). With --dataset and no predictions the
+ground truth) or from files (--images FILE_OR_FOLDER). With --dataset and --model none the
 ground truth alone is drawn. One PNG grid per image, named after the image file's stem (plus
 the image id where two drawn images share a stem), is written to --output:
   overlay   image | ground truth | prediction, each nucleus filled in its own colour
@@ -30,11 +32,12 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import maskrcnnpp  # noqa: E402,F401  (compat measures before detectron2 imports)
 import numpy as np  # noqa: E402
 
-from maskrcnnpp import model_zoo  # noqa: E402
 from maskrcnnpp.config import get_maskrcnnpp_cfg  # noqa: E402
 from maskrcnnpp.config import setup_cfg  # noqa: E402
-from maskrcnnpp.cli import UserError, check_threshold, ensure_output_dir, exit_on_user_error  # noqa: E402
-from maskrcnnpp.inference import NucleiPredictor, read_image, to_uint8_rgb  # noqa: E402
+from maskrcnnpp.cli import (  # noqa: E402
+    UserError, add_model_options, check_threshold, choose_model, ensure_output_dir, exit_on_user_error,
+)
+from maskrcnnpp.inference import NucleiPredictor, describe_device, read_image, to_uint8_rgb  # noqa: E402
 from maskrcnnpp.evaluation.coco_results import file_stem, group_results_file, unique_stems  # noqa: E402
 from maskrcnnpp.evaluation.label_images import results_label_image  # noqa: E402
 from maskrcnnpp.inference.image_io import list_image_files  # noqa: E402
@@ -47,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = parser.add_argument_group("predictions (one of)")
-    src.add_argument("--model", "-m", metavar="NAME", help="a shipped model (tools/model_zoo.py list)")
-    src.add_argument("--config", "-c", metavar="NAME_OR_FILE", help="model config file or bare name in configs/")
-    src.add_argument("--weights", "-w", help="model checkpoint (default: the config's MODEL.WEIGHTS)")
+    add_model_options(src)
     src.add_argument("--results", metavar="JSON", help="COCO results file (e.g. coco_instances_results.json)")
     imgs = parser.add_argument_group("images (one of)")
     imgs.add_argument("--dataset", metavar="NAME", help="registered dataset split, e.g. nuclei_synth_test, dsb2018_val")
@@ -61,29 +62,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", type=float, default=1.0, help="magnify panels by this factor (default: %(default)s)")
     parser.add_argument("--score-thresh", type=float, default=None,
                         help="draw predictions scoring at least this (default: the config's TEST.NUCLEI.SCORE_THRESH)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="device for --config models")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                        help="run the model on cpu or cuda (default: the config's MODEL.DEVICE, auto: the GPU when "
+                             "there is one)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     return parser
 
 
+NO_MODEL = "none"  # --model none: no predictions (the ground truth of --dataset alone)
+
+
 def check_args(args) -> None:
-    if args.model:
-        if args.results:
-            raise UserError("give either --model (a shipped model) or --results (a COCO results file), not both")
+    """Check the options; a model chosen (:func:`choose_model`, the default shipped model when neither
+    --model, --config nor --results is given) is put in ``args.choice`` (None: no model)."""
+    for option in ("model", "config", "weights"):
+        if args.results and getattr(args, option):
+            what = "a shipped model" if option == "model" else "a model"
+            raise UserError(f"give either --{option} ({what}) or --results (a COCO results file), not both")
+    args.choice = None
+    if args.model == NO_MODEL:
         if args.config or args.weights:
-            raise UserError("give either --model (a shipped model) or --config/--weights (your own), not both")
-        zoo_model = model_zoo.get(args.model)
-        args.config, args.weights = zoo_model.config, model_zoo.weights_path(zoo_model)
-    if args.config and args.results:
-        raise UserError("give either --config (a model) or --results (a COCO results file), not both")
+            raise UserError("--model none draws no predictions: give it without --config/--weights")
+    elif not args.results:
+        args.choice = choose_model(args.model, args.config, args.weights)
     if not (args.dataset or args.images):
         raise UserError("give the images: --dataset NAME (with ground truth) or --images FILE_OR_FOLDER")
     if args.dataset and args.images:
         raise UserError("give either --dataset or --images, not both")
-    if not (args.config or args.results) and not args.dataset:
-        raise UserError("nothing to draw: give predictions (--config/--weights or --results) or a --dataset with ground truth")
-    if args.mode == "errors" and not (args.dataset and (args.config or args.results)):
-        raise UserError("--mode errors compares predictions with ground truth: it needs --dataset and --config or --results")
+    predictions = args.choice is not None or bool(args.results)
+    if not predictions and not args.dataset:
+        raise UserError("nothing to draw: --model none with --images; give predictions (a model or --results) "
+                        "or a --dataset with ground truth")
+    if args.mode == "errors" and not (args.dataset and predictions):
+        raise UserError("--mode errors compares predictions with ground truth: it needs --dataset and a model or --results")
     if args.max_images < 0:
         raise UserError(f"--max-images must be >= 0, got {args.max_images}")
     if args.scale <= 0:
@@ -166,8 +177,8 @@ def main(argv=None) -> List[str]:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     check_args(args)
-    if args.config:
-        cfg = setup_cfg(args.config, args.opts, device=args.device)
+    if args.choice is not None:
+        cfg = setup_cfg(args.choice.config, [*args.choice.opts, *args.opts], device=args.device)
     else:
         cfg = get_maskrcnnpp_cfg()
         try:
@@ -186,7 +197,11 @@ def main(argv=None) -> List[str]:
         shape = load_checked_image(path, gt).shape[:2]
         if results is not None:
             results_label_image(results.get(key, []), shape, score_thresh, f"{args.results} (image {key})")
-    predictor = NucleiPredictor(cfg, args.weights, score_thresh=args.score_thresh) if args.config else None
+    predictor = None
+    if args.choice is not None:
+        print(f"device: {describe_device(cfg.MODEL.DEVICE)}", flush=True)
+        predictor = NucleiPredictor(cfg, args.choice.weights, score_thresh=args.score_thresh,
+                                    config_name=args.choice.name)
     ensure_output_dir(args.output, "--output")
 
     written = []

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_NET = str(REPO / "tools" / "train_net.py")
@@ -164,9 +165,28 @@ def test_weights_that_cannot_be_downloaded_name_the_offline_config(tmp_path):
     _assert_clean_error(res, "cannot download MODEL.WEIGHTS=https://127.0.0.1:9/R-101.pkl", "maskrcnnpp_r101_scratch.yaml")
 
 
-def test_cpu_with_several_processes_is_a_clear_error():
-    _assert_clean_error(run(["--config", "maskrcnnpp_tiny", "--device", "cpu", "--num-gpus", "2"]),
-                        "--num-gpus 2 with --device cpu")
+def test_a_machine_rank_outside_the_machines_is_a_clear_error():
+    # (several CPU processes are supported: tests/tools/test_train_net_multiprocess.py)
+    _assert_clean_error(run(["--config", "maskrcnnpp_tiny", "--device", "cpu", "--num-gpus", "2", "--num-machines", "2",
+                             "--machine-rank", "2"]),
+                        "error: --num-gpus 2, --num-machines 2, --machine-rank 2: need --num-gpus >= 0, "
+                        "--num-machines >= 1 and 0 <= --machine-rank < --num-machines")
+
+
+def test_eval_only_without_config_or_weights_scores_the_default_shipped_model_on_the_cpu(tmp_path):
+    from maskrcnnpp import model_zoo
+
+    res = run(["--eval-only", "OUTPUT_DIR", str(tmp_path / "e"), "DATASETS.TEST", "('nuclei_synth_test',)",
+               "DATASETS.NUCLEI.SYNTH_IMAGES", "[2, 2, 2]", "TEST.NUCLEI.COCO_AP", "False"],
+              {"MASKRCNNPP_CACHE": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    name = model_zoo.default_model()
+    assert f"--eval-only without MODEL.WEIGHTS: scoring the shipped model {name}" in res.stdout
+    saved = (tmp_path / "e" / "config.yaml").read_text()
+    assert "WEIGHTS: " + model_zoo.weights_path(model_zoo.get(name)) in saved
+    assert json.loads((tmp_path / "e" / "inference" / "nuclei_synth_test" / "summary.json").read_text())["num_images"] == 2
+    if not torch.cuda.is_available():  # MODEL.DEVICE auto: the CPU, without a warning
+        assert "DEVICE: cpu" in saved and "no GPU is available" not in res.stderr + res.stdout
 
 
 def test_invalid_model_option_is_reported_with_its_key(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import sys
@@ -9,6 +10,7 @@ import uuid
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from maskrcnnpp.utils.files import default_file_mode
@@ -317,3 +319,32 @@ def test_bad_image_and_results_files_are_one_exact_line(tmp_path, capsys):
         f"error: image {stack / 'z.tif'}: a stack of 3 planes (TIFF axes ZYX); multi-page stacks are not supported: "
         "save one plane per file\n")
     assert not (tmp_path / "o").exists()
+
+
+def test_images_without_model_options_are_drawn_with_the_default_shipped_model(tmp_path, capsys, caplog):
+    from maskrcnnpp import model_zoo
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(nuclei_image(disk_labels((SIZE, SIZE), [(30, 30, 9), (60, 60, 10)]))).save(images / "cells.png")
+    with caplog.at_level(logging.WARNING):
+        written = visualize.main(["--images", str(images), "--output", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert [os.path.basename(p) for p in written] == ["cells_overlay.png"]
+    grid = np.asarray(Image.open(written[0]))
+    assert grid.shape == (SIZE + TITLE_HEIGHT, 2 * SIZE + PANEL_GAP, 3)  # image | prediction
+    assert model_zoo.default_model() is not None and "device: " in out
+    if not torch.cuda.is_available():  # MODEL.DEVICE auto: the CPU, without a warning
+        assert "device: cpu" in out and not [r for r in caplog.records if "MODEL.DEVICE" in r.getMessage()]
+
+
+def test_model_none_draws_the_ground_truth_alone_and_nothing_with_images(tmp_path, capsys, dataset):
+    written = visualize.main(["--model", "none", "--dataset", dataset[0], "--max-images", "1",
+                              "--output", str(tmp_path / "gt")])
+    grid = np.asarray(Image.open(written[0]))
+    assert grid.shape == (SIZE + TITLE_HEIGHT, 2 * SIZE + PANEL_GAP, 3)  # image | ground truth
+    with pytest.raises(SystemExit) as exc:
+        visualize.main(["--model", "none", "--images", str(tmp_path), "--output", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == ("error: nothing to draw: --model none with --images; give predictions "
+                                               "(a model or --results) or a --dataset with ground truth")
