@@ -91,7 +91,9 @@ def assess_image(rgb8: np.ndarray, prediction: NucleiPrediction, settings: Trust
                          f"{low:.1f}-{high:.1f} px by more than {100 * margin:.0f} %")
         if mean_score < settings.min_mean_score:
             flags.append(f"mean detection score {mean_score:.2f} below {settings.min_mean_score:.2f}")
-    return {"image_kind": kind, "diameter_px": diameter, "mean_score": mean_score, "flags": flags}
+    # rounded as summary.csv writes them: batched forward passes move scores in the 7th digit
+    return {"image_kind": kind, "diameter_px": None if diameter is None else round(diameter, 3),
+            "mean_score": None if mean_score is None else round(mean_score, 4), "flags": flags}
 
 
 def describe_flags(trust: Dict[str, Any]) -> str:
