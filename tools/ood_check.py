@@ -25,7 +25,7 @@ import logging
 import os
 
 import maskrcnnpp  # noqa: F401  (compat measures before detectron2 imports)
-from maskrcnnpp.cli import UserError, ensure_output_dir, exit_on_user_error
+from maskrcnnpp.cli import UserError, add_model_options, choose_model, ensure_output_dir, exit_on_user_error
 from maskrcnnpp.experiment.ood_check import (
     DEFAULT_SETS, check_markdown, compare_markdown, compare_rows, parse_check_set, run_check, summarize_check,
 )
@@ -45,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", nargs=2, default=None, metavar=("OUT_A", "OUT_B"),
                         help="only compare two earlier checks of the same images: per-image score differences B - A, "
                              "their mean and standard error, overall, per set and per set and kind")
-    parser.add_argument("--model", default=None, help="a shipped model (default: the default one)")
-    parser.add_argument("--config", default=None, help="your own config (with --weights) instead of a shipped model")
-    parser.add_argument("--weights", default=None)
+    add_model_options(parser, short=False)
     parser.add_argument("--classical", action="store_true",
                         help="score the classical baseline (Otsu threshold + watershed) instead of a model")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each set (a quick look)")
@@ -98,12 +96,10 @@ def main(argv=None) -> dict:
         if args.model or args.config or args.weights:
             raise UserError("--classical scores Otsu + watershed, not a model: leave out --model, --config and --weights")
         predictor = OtsuWatershed()
-    elif args.config:
-        predictor = NucleiPredictor.from_config(args.config, args.weights, args.opts, device=args.device)
-    elif args.weights:
-        raise UserError("--weights needs the --config it was trained with")
     else:
-        predictor = NucleiPredictor.from_zoo(args.model, device=args.device, opts=args.opts)
+        choice = choose_model(args.model, args.config, args.weights)
+        predictor = NucleiPredictor.from_config(choice.config, choice.weights, [*choice.opts, *args.opts],
+                                                device=args.device, config_name=choice.name)
     print(f"device: {describe_device(predictor.device)}; sets: {', '.join(s.name for s in sets)}", flush=True)
     rows = run_check(predictor, sets, args.limit, rows_path=rows_path)
     summary = summarize_check(rows)
