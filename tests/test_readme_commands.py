@@ -253,3 +253,24 @@ def test_the_checker_refuses_what_the_tools_refuse(line, problem):
 ])
 def test_the_checker_accepts_what_the_tools_accept(line):
     assert problems_of(line) == []
+
+
+# ------------------------------------------------------------------ the files the README points to
+PATH_SPAN = re.compile(r"`((?:docs|tools|datasets|maskrcnnpp|configs|tests)/[\w./-]*)`")
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_every_file_the_readme_names_exists():
+    text = README.read_text(encoding="utf-8")
+    named = set(PATH_SPAN.findall(text)) | {t for t in LINK.findall(text) if "://" not in t}
+    assert named, "the README names no file"
+    missing = sorted(p for p in named if not (REPO / p).exists())
+    assert not missing, f"the README names files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("doc", sorted(p.name for p in (REPO / "docs").glob("*.md")))
+def test_the_links_of_docs_resolve(doc):
+    path = REPO / "docs" / doc
+    targets = [t for t in LINK.findall(path.read_text(encoding="utf-8")) if "://" not in t]
+    missing = [t for t in targets if not (path.parent / t).exists()]
+    assert not missing, f"docs/{doc} links to files that do not exist: {missing}"
