@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Score a model on a test split resized by a few factors, without and with --diameter (the README's scale table).
+"""Score a model on a test split resized by a few factors, without and with --diameter (the scale table of docs/SCALE.md).
 
     OMP_NUM_THREADS=2 python tools/scale_check.py --gt datasets/dsb2018/annotations/test.json --out runs/scale_check
     python tools/scale_check.py --gt GT.json --config maskrcnnpp_tiny --weights w.pth TEST.NUCLEI.NOMINAL_DIAMETER 18 \\

@@ -16,7 +16,7 @@ at twice the factor, up to the image's own pixels; finding none there either, th
 kept and ``info["diameter_source"]`` says so. With the model's training range of diameters
 (``TEST.NUCLEI.AUTO_DIAMETER_RANGE``) the nuclei are only brought into that range: the model has
 learnt each kind of image at the size the training resize gave it, and forcing every image to the
-one nominal diameter costs it on images like its training images (README, "Image scale and channels").
+one nominal diameter costs it on images like its training images (docs/SCALE.md).
 """
 from __future__ import annotations
 
