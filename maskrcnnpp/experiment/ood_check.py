@@ -202,6 +202,8 @@ def compare_rows(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[s
     for key in keys:
         diff = float(b[key][metric]) - float(a[key][metric])
         groups["all images"].append(diff)
+        if not str(key[0]).startswith(INTERNAL_PREFIX):
+            groups.setdefault("external sets", []).append(diff)
         groups.setdefault(str(key[0]), []).append(diff)
         groups.setdefault(f"{key[0]} / {a[key]['image_kind']}", []).append(diff)
     return {name: _paired(diffs) for name, diffs in groups.items()}

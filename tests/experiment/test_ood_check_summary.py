@@ -54,6 +54,7 @@ def test_paired_differences_and_standard_error():
     assert c["all images"]["mean_diff"] == pytest.approx(mean)
     assert c["all images"]["se"] == pytest.approx(sd / 2)
     assert (c["all images"]["better"], c["all images"]["worse"]) == (3, 1)
+    assert c["external sets"] == c["ext"]  # the one set not named dsb...
     assert c["ext"]["mean_diff"] == pytest.approx(0.0) and c["dsb / stained tissue"]["mean_diff"] == pytest.approx(0.3)
     assert c["dsb / stained tissue"]["se"] is None  # one image: no standard error
     with pytest.raises(UserError, match="different images"):
