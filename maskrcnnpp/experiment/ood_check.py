@@ -189,7 +189,7 @@ def _paired(diffs: Sequence[float]) -> Dict[str, Any]:
 def compare_rows(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]],
                  metric: str = "score") -> Dict[str, Dict[str, Any]]:
     """Paired per-image differences ``b - a`` of ``metric`` between two checks of the same images:
-    ``{"all images" | set | "set / kind": {"images", "mean_diff", "se" (standard error of the mean
+    ``{"all images" | "external sets" | set | "set / kind": {"images", "mean_diff", "se" (standard error of the mean
     difference), "better", "worse"}}``. Images are matched by (set, image_id); UserError when the two
     checks did not score the same images."""
     a = {(r["set"], r["image_id"]): r for r in rows_a}
