@@ -88,7 +88,9 @@ def test_gradients_are_averaged_over_the_processes(run):
     off_alone = max((after[0][k] - alone[k]).abs().max().item() for k in params)
     print(f"largest change {step:.3g}; off the averaged step by {off:.3g}, off rank 0's alone by {off_alone:.3g}")
     assert off < 1e-3 * step, (off, step)  # float summation order only
-    assert off_alone > 0.05 * step, (off_alone, step)
+    # without the other process's gradients the step would differ far more than summation order does
+    # (how much depends on the two batches: 4.7 % to 11 % of the step in runs here)
+    assert off_alone > 1e-2 * step and off_alone > 100 * off, (off_alone, off, step)
 
 
 def test_only_rank_0_writes_checkpoints_and_outputs(run):
