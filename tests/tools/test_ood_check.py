@@ -75,14 +75,25 @@ def test_rows_carry_groups_and_trust_and_the_flags_are_counted(checked):
     assert "Trust flags:" in res.stdout
 
 
-def test_bad_set_and_existing_rows_are_one_line_errors(checked, tmp_path):
+def test_bad_set_and_existing_rows_are_one_line_errors(checked, tmp_path, capsys):
+    from tiny_tool_helpers import load_tool
+
     root, out, _ = checked
-    r = run_tool("ood_check.py", ["--set", "nope", "--out", str(tmp_path / "x")])
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(
+    tool = load_tool("ood_check")
+
+    def error_of(argv):
+        with pytest.raises(SystemExit) as e:
+            tool.main(argv)
+        assert e.value.code == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    assert error_of(["--set", "nope", "--out", str(tmp_path / "x")]).endswith(
         "check set 'nope': expected NAME=FOLDER[:SPLIT], e.g. monuseg=datasets/ext_monuseg_test:test")
-    r = run_tool("ood_check.py", ["--set", f"a={tmp_path}", "--out", str(tmp_path / "y")])
-    assert r.returncode == 2 and "check set a:" in r.stderr and "is missing" in r.stderr
-    r = run_tool("ood_check.py", ["--set", f"tiny={root / 'prepared'}:test", "--out", str(out)])
-    assert r.returncode == 2 and "holds the rows.jsonl of an earlier run" in r.stderr
-    r = run_tool("ood_check.py", ["--summarize", str(out)])
-    assert r.returncode == 0 and "| tiny | 3 |" in r.stdout
+    line = error_of(["--set", f"a={tmp_path}", "--out", str(tmp_path / "y")])
+    assert "check set a:" in line and "is missing" in line
+    assert "holds the rows.jsonl of an earlier run" in error_of(["--set", f"tiny={root / 'prepared'}:test",
+                                                                 "--out", str(out)])
+    assert "--classical scores Otsu + watershed" in error_of(["--classical", "--model", "x", "--set", f"tiny={root / 'prepared'}:test",
+                                                              "--out", str(tmp_path / "z")])
+    summary = tool.main(["--summarize", str(out)])
+    assert summary["by_set"]["tiny"]["images"] == 3 and "| tiny | 3 |" in capsys.readouterr().out
