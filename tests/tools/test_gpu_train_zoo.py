@@ -54,7 +54,8 @@ def test_rehearsal_trains_exports_checks_and_times(rehearsal):
 def test_a_rerun_resumes_past_the_budget_and_bad_settings_exit_2(rehearsal):
     tmp, _ = rehearsal
     stamp = (tmp / "runs" / "train" / "model_final.pth").stat().st_mtime_ns
-    again = run_script(tmp, "--rehearse", SPEED_IMAGES="1")
+    again = run_script(tmp, "--rehearse", SPEED_IMAGES="1", SETS=" ")  # SETS blank: no table this time
+    assert "no check set here" in again.stdout
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert (tmp / "runs" / "train" / "model_final.pth").stat().st_mtime_ns == stamp  # nothing trained again
     for env, message in (({"BATCH": "0"}, "BATCH must be a whole number >= 1"),
