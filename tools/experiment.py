@@ -188,11 +188,13 @@ def _main(argv=None) -> dict:
         if args.data != "dsb2018" or args.test_root:
             raise UserError("--holdout-groups / --group-fold hold out groups of the DSB 2018 data: use --data dsb2018 "
                             "without --test-root")
-        _, groups = dsb_groups(source_dsb_root(args))
+        grouped = dsb_groups(source_dsb_root(args))
+        groups = grouped[1]
         holdout = (fold_groups(groups, args.group_fold) if args.group_fold
                    else args.holdout_groups or list(DEFAULT_HOLDOUT))
         ensure_output_dir(args.out, "--out")
-        args.dsb_root = write_holdout_root(source_dsb_root(args), holdout, os.path.join(args.out, "holdout_data"))
+        args.dsb_root = write_holdout_root(source_dsb_root(args), holdout, os.path.join(args.out, "holdout_data"),
+                                           grouped)
         print(f"leave-group-out: testing on {', '.join(holdout)}; DSB root {args.dsb_root}", flush=True)
     plan = ExperimentPlan(
         configs=args.configs, out_dir=args.out, data=args.data, budget_iters=args.budget_iters,

@@ -48,12 +48,14 @@ def fold_groups(groups: Mapping[int, str], fold: str) -> List[str]:
         raise UserError(f"group fold {fold!r} must be I/K with 1 <= I <= K and 2 <= K <= the number of groups{detail}") from None
 
 
-def write_holdout_root(root: str, holdout: Sequence[str], out_dir: str) -> str:
+def write_holdout_root(root: str, holdout: Sequence[str], out_dir: str,
+                       grouped: Optional[Tuple[Dict, Dict[int, str]]] = None) -> str:
     """Write ``out_dir`` as a prepared folder whose test split is the ``holdout`` groups of ``root``
     (:func:`~maskrcnnpp.data.groups.holdout_annotations`), with ``groups.json`` (every image's group and
     the held-out ones) and ``images`` linking to ``root``'s; returns ``out_dir``. Files whose contents
-    are unchanged are left as they are, so a rerun changes nothing."""
-    all_coco, groups = dsb_groups(root)
+    are unchanged are left as they are, so a rerun changes nothing. ``grouped``: :func:`dsb_groups` of
+    ``root`` when the caller has it already (it reads every image)."""
+    all_coco, groups = grouped or dsb_groups(root)
     val = read_json(os.path.join(root, "annotations", "val.json"), "prepared annotations", UserError)
     splits = holdout_annotations(all_coco, [im["id"] for im in val["images"]], groups, holdout)
     os.makedirs(os.path.join(out_dir, "annotations"), exist_ok=True)

@@ -32,9 +32,8 @@ class OtsuWatershed:
         self.sigma, self.min_size, self.watershed_h = sigma, min_size, watershed_h
         self._canonical = CanonicalInput(grey=True, invert_bright=True, percentiles=(1.0, 99.8))
 
-    def grey(self, image: np.ndarray) -> np.ndarray:
-        """The smoothed canonical grey image (H x W float32, bright nuclei) that is thresholded."""
-        rgb = to_uint8_rgb(image)
+    def grey(self, rgb: np.ndarray) -> np.ndarray:
+        """The smoothed canonical grey image (H x W float32, bright nuclei) of an 8-bit RGB image."""
         grey = self._canonical(torch.from_numpy(rgb).permute(2, 0, 1))[0].numpy()
         return ndi.gaussian_filter(grey, self.sigma) if self.sigma > 0 else grey
 
@@ -42,10 +41,11 @@ class OtsuWatershed:
         """The label image of ``image`` (0 = background) with the trust report of its kind."""
         from skimage.filters import threshold_otsu
 
-        grey = self.grey(image)
+        rgb = to_uint8_rgb(image)
+        grey = self.grey(rgb)
         foreground = grey > threshold_otsu(grey) if grey.max() > grey.min() else np.zeros(grey.shape, bool)
         labels = probability_to_instances(foreground.astype(np.float32), threshold=0.5, min_size=self.min_size,
                                           watershed=True, watershed_h=self.watershed_h)
         prediction = NucleiPrediction(labels, np.ones(int(labels.max()), np.float32), {"scale": 1.0})
-        prediction.info["trust"] = assess_image(to_uint8_rgb(image), prediction, TrustSettings())
+        prediction.info["trust"] = assess_image(rgb, prediction, TrustSettings())
         return prediction
